@@ -1,0 +1,133 @@
+"""The errors chronik raises, one class per thing that can go wrong.
+
+Every error carries the facts needed to understand it as attributes (not only in its message),
+so a caller can react without parsing text: a `WrongExpectedVersion` knows the stream and both
+versions, an `EventTooLarge` knows the size and the limit. Errors about the caller's input are
+raised before anything is written.
+"""
+
+from __future__ import annotations
+
+
+class ChronikError(Exception):
+    """Base class of every error chronik raises on purpose."""
+
+
+class InvalidInput(ChronikError, ValueError):
+    """The caller passed something chronik cannot accept; nothing was written."""
+
+
+class InvalidStreamName(InvalidInput):
+    def __init__(self, stream: object, reason: str) -> None:
+        self.stream = stream
+        self.reason = reason
+        super().__init__(f"invalid stream name {stream!r}: {reason}")
+
+
+class InvalidEventType(InvalidInput):
+    def __init__(self, event_type: object, reason: str) -> None:
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(f"invalid event type {event_type!r}: {reason}")
+
+
+class InvalidExpectedVersion(InvalidInput):
+    def __init__(self, value: object) -> None:
+        self.value = value
+        super().__init__(
+            f"invalid expected version {value!r}: use ANY, NO_STREAM, STREAM_EXISTS "
+            "or the version (>= 0) of the stream's last event"
+        )
+
+
+class EventDataNotSerializable(InvalidInput):
+    """Data or metadata that cannot be stored as a JSON object, without loss."""
+
+    def __init__(self, event_type: str, field: str, reason: str) -> None:
+        self.event_type = event_type
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field} of event {event_type!r} is not storable as JSON: {reason}")
+
+
+class EventTooLarge(InvalidInput):
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
+        super().__init__(f"event {event_type!r} is {size} bytes of JSON, over the limit of {limit} bytes")
+
+
+class WrongExpectedVersion(ChronikError):
+    """The stream was not at the version the writer expected: somebody else wrote first.
+
+    `expected` is what the writer asked for (an int, or one of the `StreamState` values);
+    `actual` is the stream's version when the append was tried (None when it does not exist).
+    Re-read the stream, decide again, and retry.
+    """
+
+    def __init__(self, stream: str, expected: object, actual: int | None) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        shown_actual = "no stream" if actual is None else f"version {actual}"
+        shown_expected = expected if isinstance(expected, int) else getattr(expected, "value", expected)
+        super().__init__(
+            f"wrong expected version for stream {stream!r}: expected {shown_expected}, found {shown_actual}"
+        )
+
+
+class StreamNotFound(ChronikError, LookupError):
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        super().__init__(f"stream {stream!r} not found")
+
+
+class DuplicateEventId(ChronikError):
+    """An event id that is already recorded somewhere other than where this append would put it.
+
+    Re-sending the same ids to the same place is an acknowledged retry, not this error.
+    """
+
+    def __init__(self, event_id: object, stream: str, recorded_in: str, recorded_version: int) -> None:
+        self.event_id = event_id
+        self.stream = stream
+        self.recorded_in = recorded_in
+        self.recorded_version = recorded_version
+        super().__init__(
+            f"event id {event_id} is already recorded in stream {recorded_in!r} at version "
+            f"{recorded_version}; it cannot be appended to {stream!r} at another place"
+        )
+
+
+class StoreUnavailable(ChronikError):
+    """The store could not be reached or lost its connection.
+
+    `retryable` is True when trying again later can succeed. When an append raises this, its
+    outcome may be unknown: retry it with the same event ids, and the store acknowledges it
+    without writing it twice.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class SchemaTooNew(ChronikError):
+    def __init__(self, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"the store's schema is version {found}, but this chronik understands up to {supported}: "
+            "upgrade chronik"
+        )
+
+
+class UnsupportedStoreURL(InvalidInput):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(f"cannot open store {url!r}: {reason}")
+
+
+class TransactionAborted(ChronikError):
+    """A unit of work whose earlier step failed may only be rolled back, never committed."""

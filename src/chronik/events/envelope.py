@@ -1,0 +1,282 @@
+"""The event envelope: what a writer hands to the store, and what the store hands back.
+
+A `NewEvent` is a fact a writer wants recorded; a `RecordedEvent` is that fact as the store
+keeps it, with the place and time the store gave it. Data and metadata travel as JSON text
+(`json_data`, `json_metadata`) and are decoded only when asked for: most readers (hydration,
+subscriptions) decode straight into their own typed classes, so decoding once into a dict and
+again into the class would be wasted work.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from chronik.errors import (
+    EventDataNotSerializable,
+    EventTooLarge,
+    InvalidEventType,
+    InvalidExpectedVersion,
+    InvalidStreamName,
+)
+
+MAX_NAME_LENGTH: Final = 255
+DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
+
+# Printable, no white space, no control characters. The category is the part before the first "-".
+_STREAM_NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_EVENT_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+
+
+class StreamState(enum.Enum):
+    """The expected-version modes that are not an exact version."""
+
+    ANY = "any"  # append wherever the stream is, creating it if needed
+    NO_STREAM = "no_stream"  # the stream must not exist yet
+    STREAM_EXISTS = "stream_exists"  # the stream must have at least one event
+
+
+ANY: Final = StreamState.ANY
+NO_STREAM: Final = StreamState.NO_STREAM
+STREAM_EXISTS: Final = StreamState.STREAM_EXISTS
+
+ExpectedVersion = int | StreamState
+"""`ANY`, `NO_STREAM`, `STREAM_EXISTS`, or the exact version (0-based) of the stream's last event."""
+
+
+def check_expected_version(expected: object) -> ExpectedVersion:
+    if isinstance(expected, StreamState):
+        return expected
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0:
+        return expected
+    raise InvalidExpectedVersion(expected)
+
+
+def parse_expected_version(text: str) -> ExpectedVersion:
+    """Read an expected version as a user types it: "any", "no_stream", "stream_exists" or a number."""
+    cleaned = text.strip().lower().replace("-", "_")
+    for state in StreamState:
+        if cleaned == state.value:
+            return state
+    try:
+        return check_expected_version(int(cleaned))
+    except ValueError:
+        raise InvalidExpectedVersion(text) from None
+
+
+def category_of(stream: str) -> str:
+    """The stream's category: the part of its name before the first "-" (all of it when there is none)."""
+    return stream.partition("-")[0]
+
+
+def check_stream_name(stream: object) -> str:
+    if not isinstance(stream, str):
+        raise InvalidStreamName(stream, f"must be a string, not {type(stream).__name__}")
+    if not stream:
+        raise InvalidStreamName(stream, "must not be empty")
+    if len(stream) > MAX_NAME_LENGTH:
+        raise InvalidStreamName(stream, f"longer than {MAX_NAME_LENGTH} characters")
+    if not _STREAM_NAME.fullmatch(stream):
+        raise InvalidStreamName(stream, "must not contain white space or control characters")
+    if stream.startswith("-"):
+        raise InvalidStreamName(stream, "must not start with '-' (its category would be empty)")
+    return stream
+
+
+def check_event_type(event_type: object) -> str:
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidEventType(event_type, "must be a non-empty string")
+    if len(event_type) > MAX_NAME_LENGTH:
+        raise InvalidEventType(event_type, f"longer than {MAX_NAME_LENGTH} characters")
+    if not _EVENT_TYPE.fullmatch(event_type):
+        raise InvalidEventType(
+            event_type, "must start with a letter or '_' and contain only letters, digits and _ . : -"
+        )
+    return event_type
+
+
+def format_timestamp(moment: datetime) -> str:
+    """The stored form of a time: fixed-width ISO 8601 in UTC, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamps must be timezone-aware, got naive {moment!r}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event a writer wants to record.
+
+    `data` is a JSON object: a mapping, a dataclass or a msgspec Struct. `event_id` may be given
+    by the caller (it makes a retried append idempotent); otherwise the store makes one.
+    `occurred_at` is business time (when it happened in the world); it defaults to `recorded_at`.
+    Metadata keys `correlation_id`, `causation_id` and `actor` have a meaning to chronik; any
+    other keys are kept as given.
+    """
+
+    type: str
+    data: Any
+    metadata: Mapping[str, Any] | None = None
+    event_id: uuid.UUID | None = None
+    schema_version: int = 1
+    occurred_at: datetime | None = None
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as the store keeps it. Immutable: corrections are new events."""
+
+    event_id: uuid.UUID
+    stream: str
+    stream_version: int  # 0-based, per stream, no gaps
+    global_position: int  # store-wide, strictly increasing in the order events become readable
+    type: str
+    json_data: str
+    json_metadata: str
+    schema_version: int
+    recorded_at: datetime  # assigned by the store's clock; never decreasing along global_position
+    occurred_at: datetime  # business time; defaults to recorded_at
+
+    @property
+    def data(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = _decode_object(self.json_data)
+        return decoded
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = _decode_object(self.json_metadata)
+        return decoded
+
+    @property
+    def category(self) -> str:
+        return category_of(self.stream)
+
+    @property
+    def correlation_id(self) -> str | None:
+        value = self.metadata.get("correlation_id")
+        return None if value is None else str(value)
+
+    @property
+    def causation_id(self) -> str | None:
+        value = self.metadata.get("causation_id")
+        return None if value is None else str(value)
+
+    @property
+    def actor(self) -> str | None:
+        value = self.metadata.get("actor")
+        return None if value is None else str(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, as the CLI and the HTTP API show it."""
+        return {
+            "event_id": str(self.event_id),
+            "stream": self.stream,
+            "stream_version": self.stream_version,
+            "global_position": self.global_position,
+            "type": self.type,
+            "data": self.data,
+            "metadata": self.metadata,
+            "schema_version": self.schema_version,
+            "recorded_at": self.recorded_at.isoformat(),
+            "occurred_at": self.occurred_at.isoformat(),
+        }
+
+
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class EncodedEvent(msgspec.Struct, frozen=True):
+    """A `NewEvent` checked and turned into the exact text the store will write."""
+
+    event_id: uuid.UUID
+    type: str
+    json_data: str
+    json_metadata: str
+    schema_version: int
+    occurred_at: datetime | None
+
+
+def encode_new_event(
+    event: NewEvent,
+    *,
+    max_event_bytes: int,
+    default_metadata: Mapping[str, Any] | None = None,
+    event_id: uuid.UUID | None = None,
+) -> EncodedEvent:
+    """Check one event and encode it, or raise an error that names what is wrong.
+
+    Runs before any write, so a bad event in a batch rejects the whole batch with nothing stored.
+    """
+    if not isinstance(event, NewEvent):
+        raise EventDataNotSerializable(
+            getattr(event, "type", type(event).__name__),
+            "event",
+            f"expected a chronik.NewEvent, got {type(event).__name__}",
+        )
+    event_type = check_event_type(event.type)
+    json_data = _encode_json_object(event_type, "data", event.data)
+    metadata = dict(default_metadata or {})
+    if event.metadata:
+        metadata.update(event.metadata)
+    json_metadata = _encode_json_object(event_type, "metadata", metadata)
+    size = len(json_data) + len(json_metadata)
+    if size > max_event_bytes:
+        raise EventTooLarge(event_type, size, max_event_bytes)
+    if not isinstance(event.schema_version, int) or event.schema_version < 1:
+        raise EventDataNotSerializable(event_type, "schema_version", "must be an integer >= 1")
+    if event.occurred_at is not None and (
+        not isinstance(event.occurred_at, datetime) or event.occurred_at.tzinfo is None
+    ):
+        raise EventDataNotSerializable(event_type, "occurred_at", "must be a timezone-aware datetime")
+    event_id = event.event_id or event_id or uuid.uuid4()
+    if not isinstance(event_id, uuid.UUID):
+        raise EventDataNotSerializable(event_type, "event_id", "must be a uuid.UUID")
+    return EncodedEvent(
+        event_id, event_type, json_data, json_metadata, event.schema_version, event.occurred_at
+    )
+
+
+def _encode_json_object(event_type: str, field: str, value: object) -> str:
+    if isinstance(value, list | tuple | str | bytes | int | float | bool) or value is None:
+        raise EventDataNotSerializable(
+            event_type,
+            field,
+            f"must be a JSON object (a mapping, dataclass or Struct), not {type(value).__name__}",
+        )
+    try:
+        encoded = _encode(value)
+    except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as error:
+        raise EventDataNotSerializable(event_type, field, str(error)) from None
+    if not encoded.startswith(b"{"):
+        raise EventDataNotSerializable(
+            event_type, field, f"must encode to a JSON object, got {encoded[:40]!r}"
+        )
+    # msgspec writes NaN and infinity as null: a silent change we refuse. Only look when a null
+    # is present at all, so ordinary data pays nothing for the check.
+    if b"null" in encoded and _has_non_finite_float(value):
+        raise EventDataNotSerializable(event_type, field, "NaN and infinity have no JSON form")
+    return encoded.decode()
+
+
+def _has_non_finite_float(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_has_non_finite_float(item) for item in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_non_finite_float(item) for item in value)
+    if isinstance(value, msgspec.Struct):
+        return any(_has_non_finite_float(getattr(value, name)) for name in value.__struct_fields__)
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return any(_has_non_finite_float(getattr(value, name)) for name in fields)
+    return False

@@ -1,0 +1,97 @@
+"""Shared fixtures. `store_factory` is the one fixture every backend runs the contract suite through.
+
+A backend joins the suite by adding a factory to `BACKENDS`; tests that need a server read its URL
+from an environment variable and skip with the reason when it is absent, unless
+CHRONIK_REQUIRE_SERVICES=1 (set by .ci/run), where a missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from chronik.clock import Clock
+from chronik.store import EventStore, open_store
+
+StoreFactory = Callable[..., EventStore]
+
+REQUIRE_SERVICES = os.environ.get("CHRONIK_REQUIRE_SERVICES") == "1"
+
+
+def service_url(variable: str, what: str) -> str:
+    """A test server's URL from the environment, or a skip (a failure if CHRONIK_REQUIRE_SERVICES=1)."""
+    url = os.environ.get(variable)
+    if not url:
+        message = f"{what} tests need {variable} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"CHRONIK_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+    return url
+
+
+def _memory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
+    def make(clock: Clock | None = None) -> EventStore:
+        return open_store("memory://", clock=clock)
+
+    return make
+
+
+def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
+    counter = iter(range(1_000_000))
+
+    def make(clock: Clock | None = None, *, shared: bool = False, query: str = "") -> EventStore:
+        name = "shared.db" if shared else f"store-{next(counter)}.db"
+        return open_store(f"sqlite:///{tmp_path / name}{query}", clock=clock)
+
+    return make
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], StoreFactory]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+try:  # the PostgreSQL backend adds itself when present
+    from tests.postgres_support import postgres_factory
+
+    BACKENDS["postgres"] = postgres_factory
+except ImportError:
+    pass
+
+
+def _backend_params() -> list[object]:
+    params: list[object] = []
+    for name in BACKENDS:
+        marks = [pytest.mark.postgres] if name == "postgres" else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def store_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Makes fresh, empty stores of the backend under test; closes them afterwards."""
+    made: list[EventStore] = []
+    factory = BACKENDS[backend](tmp_path, request)
+
+    def make(*args: object, **kwargs: object) -> EventStore:
+        store = factory(*args, **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> EventStore:
+    return store_factory()
