@@ -46,6 +46,9 @@ from chronik.events.envelope import (
     encode_new_event,
 )
 
+EventPayload = tuple[int, str, int, str]
+"""(stream_version, event type, schema_version, json_data): one event as hydration sees it."""
+
 
 class AppendResult(msgspec.Struct, frozen=True):
     """Where an append put its events.
@@ -285,6 +288,32 @@ class EventStore(abc.ABC):
         that moment; `occurred_until` keeps events whose business time is at or before it.
         Raises `StreamNotFound` when the stream has no events at all.
         """
+
+    def read_stream_payloads(
+        self,
+        stream: str,
+        *,
+        from_version: int = 0,
+        to_version: int | None = None,
+        recorded_until: datetime | None = None,
+        occurred_until: datetime | None = None,
+    ) -> list[EventPayload]:
+        """Just what hydration needs, in version order: (stream_version, type, schema_version, json_data).
+
+        Replaying an aggregate never looks at ids, positions or times, and building full
+        `RecordedEvent`s (a UUID and two datetimes each) costs more than decoding the data itself,
+        so backends answer this with a narrower query. Raises `StreamNotFound` like `read_stream`.
+        """
+        return [
+            (event.stream_version, event.type, event.schema_version, event.json_data)
+            for event in self.read_stream(
+                stream,
+                from_version=from_version,
+                to_version=to_version,
+                recorded_until=recorded_until,
+                occurred_until=occurred_until,
+            )
+        ]
 
     @abc.abstractmethod
     def read_all(

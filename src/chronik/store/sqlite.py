@@ -44,6 +44,7 @@ from chronik.events.envelope import (
 )
 from chronik.store.contract import (
     AppendResult,
+    EventPayload,
     EventStore,
     ExistingEvent,
     Snapshot,
@@ -376,6 +377,37 @@ class SQLiteStore(EventStore):
         if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
             raise StreamNotFound(stream)
         return [_to_recorded(row) for row in rows]
+
+    def read_stream_payloads(
+        self,
+        stream: str,
+        *,
+        from_version: int = 0,
+        to_version: int | None = None,
+        recorded_until: datetime | None = None,
+        occurred_until: datetime | None = None,
+    ) -> list[EventPayload]:
+        check_stream_name(stream)
+        clauses = ["stream_name = ?", "stream_version >= ?"]
+        params: list[Any] = [stream, from_version]
+        if to_version is not None:
+            clauses.append("stream_version <= ?")
+            params.append(to_version)
+        if recorded_until is not None:
+            clauses.append("recorded_at <= ?")
+            params.append(format_timestamp(recorded_until))
+        if occurred_until is not None:
+            clauses.append("occurred_at <= ?")
+            params.append(format_timestamp(occurred_until))
+        connection = self.connection()
+        rows: list[EventPayload] = connection.execute(
+            "SELECT stream_version, event_type, schema_version, data FROM events "
+            f"WHERE {' AND '.join(clauses)} ORDER BY stream_version",
+            params,
+        ).fetchall()
+        if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
+            raise StreamNotFound(stream)
+        return rows
 
     def read_all(
         self,
