@@ -456,3 +456,13 @@ def test_stream_payloads_match_the_full_read(store_factory: StoreFactory) -> Non
     ]
     with pytest.raises(StreamNotFound):
         store.read_stream_payloads("cart-404")
+
+
+def test_generated_event_ids_are_time_ordered_uuid7() -> None:
+    from chronik.events.envelope import new_event_id
+
+    ids = [new_event_id() for _ in range(2000)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert len(set(ids)) == len(ids)
+    milliseconds = [i.int >> 80 for i in ids]
+    assert milliseconds == sorted(milliseconds)

@@ -44,6 +44,7 @@ from chronik.events.envelope import (
     check_expected_version,
     check_stream_name,
     encode_new_event,
+    new_event_id,
 )
 
 EventPayload = tuple[int, str, int, str]
@@ -250,7 +251,7 @@ class EventStore(abc.ABC):
             return []
         # One business operation: unless the writer said otherwise, the events of one append
         # share a correlation id, the first event's id.
-        first_id = events[0].event_id or uuid.uuid4()
+        first_id = events[0].event_id or new_event_id()
         defaults = {"correlation_id": str(first_id)}
         batch = [
             encode_new_event(
