@@ -231,11 +231,14 @@ def encode_new_event(
     *,
     max_event_bytes: int,
     default_metadata: Mapping[str, Any] | None = None,
+    default_json_metadata: str | None = None,
     event_id: uuid.UUID | None = None,
 ) -> EncodedEvent:
     """Check one event and encode it, or raise an error that names what is wrong.
 
     Runs before any write, so a bad event in a batch rejects the whole batch with nothing stored.
+    `default_json_metadata`, when given, is `default_metadata` already encoded: a batch whose
+    events carry no metadata of their own then encodes it once, not once per event.
     """
     if not isinstance(event, NewEvent):
         raise EventDataNotSerializable(
@@ -245,10 +248,13 @@ def encode_new_event(
         )
     event_type = check_event_type(event.type)
     json_data = _encode_json_object(event_type, "data", event.data)
-    metadata = dict(default_metadata or {})
-    if event.metadata:
-        metadata.update(event.metadata)
-    json_metadata = _encode_json_object(event_type, "metadata", metadata)
+    if not event.metadata and default_json_metadata is not None:
+        json_metadata = default_json_metadata
+    else:
+        metadata = dict(default_metadata or {})
+        if event.metadata:
+            metadata.update(event.metadata)
+        json_metadata = _encode_json_object(event_type, "metadata", metadata)
     size = len(json_data) + len(json_metadata)
     if size > max_event_bytes:
         raise EventTooLarge(event_type, size, max_event_bytes)
@@ -267,7 +273,9 @@ def encode_new_event(
 
 
 def _encode_json_object(event_type: str, field: str, value: object) -> str:
-    if isinstance(value, list | tuple | str | bytes | int | float | bool) or value is None:
+    if type(value) is not dict and (
+        isinstance(value, list | tuple | str | bytes | int | float | bool) or value is None
+    ):
         raise EventDataNotSerializable(
             event_type,
             field,

@@ -253,11 +253,13 @@ class EventStore(abc.ABC):
         # share a correlation id, the first event's id.
         first_id = events[0].event_id or new_event_id()
         defaults = {"correlation_id": str(first_id)}
+        default_json = msgspec.json.encode(defaults).decode()
         batch = [
             encode_new_event(
                 event,
                 max_event_bytes=self.max_event_bytes,
                 default_metadata=defaults,
+                default_json_metadata=default_json,
                 event_id=first_id if index == 0 else None,
             )
             for index, event in enumerate(events)
