@@ -280,3 +280,27 @@ def test_an_aggregate_event_id_is_fixed_when_recorded_so_a_resent_save_is_not_do
     again = repository.save(account)
     assert again.already_recorded and again.global_positions == first.global_positions
     assert store.stream_version("account-a1") == 0
+
+
+def test_a_save_can_depend_on_what_the_decision_read(store: EventStore) -> None:
+    repository = Repository(store)
+    opened_account(repository, "a1", deposits=(1,))
+    opened_account(repository, "a2", deposits=(50,))
+    source = repository.load(Account, "a2")
+    target = repository.load(Account, "a1")
+    target.deposit(source.state.balance)  # a decision on a2's balance as read just now
+    concurrent = repository.load(Account, "a2")
+    concurrent.withdraw(50)
+    repository.save(concurrent)
+    with pytest.raises(WrongExpectedVersion) as caught:
+        repository.save(target, depends_on=[source])
+    assert (caught.value.stream, caught.value.expected, caught.value.actual) == ("account-a2", 1, 2)
+    assert store.stream_version("account-a1") == 1  # nothing written
+
+    def copy_balance(account: Account) -> list[Account]:
+        fresh_source = repository.load(Account, "a2")
+        account.deposit(fresh_source.state.balance + 1)
+        return [fresh_source]
+
+    account, _ = repository.execute(Account, "a1", copy_balance)
+    assert account.state.movements == [1, 1]

@@ -13,7 +13,7 @@ event, so the loop per event is one dict lookup, one msgspec decode and one call
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -176,11 +176,20 @@ class Repository:
 
     # -- saving ------------------------------------------------------------------------------
 
-    def save(self, aggregate: Aggregate[Any], *, metadata: Mapping[str, Any] | None = None) -> AppendResult:
+    def save(
+        self,
+        aggregate: Aggregate[Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        depends_on: Iterable[Aggregate[Any]] = (),
+    ) -> AppendResult:
         """Append the aggregate's pending events, expecting the stream at the version it was loaded at.
 
         Raises `WrongExpectedVersion` (and writes nothing) when someone else wrote first; the
-        aggregate keeps its pending events then. Takes a snapshot afterwards if the policy says so.
+        aggregate keeps its pending events then. `depends_on` names other aggregates the decision
+        read (a checkout reads product prices): the save then also fails, atomically, if any of them
+        changed since it was loaded, so a decision is never made on a value that was already stale
+        when it was saved. Takes a snapshot afterwards if the policy says so.
         """
         if aggregate.read_only:
             raise HistoricalAggregate(
@@ -197,7 +206,14 @@ class Repository:
         ]
         previous = aggregate.version
         expected: ExpectedVersion = NO_STREAM if previous is None else previous
-        result = self.store.append(aggregate.stream, events, expected)
+        read = list(depends_on)
+        if not read:
+            result = self.store.append(aggregate.stream, events, expected)
+        else:
+            with self.store.transaction() as uow:
+                for other in read:  # an empty append only checks the expected version
+                    uow.append(other.stream, [], NO_STREAM if other.version is None else other.version)
+                result = uow.append(aggregate.stream, events, expected)
         aggregate.mark_saved(result.stream_version)
         if (
             events
@@ -217,7 +233,7 @@ class Repository:
         self,
         aggregate_class: type[AggregateT],
         id: str,
-        command: Callable[[AggregateT], object],
+        command: Callable[[AggregateT], Iterable[Aggregate[Any]] | None],
         *,
         metadata: Mapping[str, Any] | None = None,
         create: bool = False,
@@ -227,10 +243,12 @@ class Repository:
         """Load, run `command`, save; on a concurrent write, do it all again on fresh state.
 
         The command must only decide through the aggregate (no side effects of its own), because
-        it may run several times. A domain error raised on fresh state (the cart was checked out
-        meanwhile) propagates: that is the right answer to the retried decision. `create` starts
-        a new aggregate when the stream does not exist. `on_conflict(error, attempt)` is told of
-        each conflict before the retry.
+        it may run several times. It may return the other aggregates its decision read; the save
+        then depends on them too (see `save`), and a change to any of them is a conflict as well.
+        A domain error raised on fresh state (the cart was checked out meanwhile) propagates: that
+        is the right answer to the retried decision. `create` starts a new aggregate when the
+        stream does not exist. `on_conflict(error, attempt)` is told of each conflict before the
+        retry.
         """
         if attempts < 1:
             raise InvalidInput(f"attempts must be >= 1, not {attempts!r}")
@@ -241,9 +259,9 @@ class Repository:
                 if not create:
                     raise
                 aggregate = aggregate_class(id)
-            command(aggregate)
+            read = command(aggregate) or ()
             try:
-                return aggregate, self.save(aggregate, metadata=metadata)
+                return aggregate, self.save(aggregate, metadata=metadata, depends_on=read)
             except WrongExpectedVersion as conflict:
                 if attempt == attempts:
                     raise
