@@ -304,3 +304,12 @@ def test_a_save_can_depend_on_what_the_decision_read(store: EventStore) -> None:
 
     account, _ = repository.execute(Account, "a1", copy_balance)
     assert account.state.movements == [1, 1]
+
+
+def test_stored_data_that_no_longer_fits_names_the_stream_and_version(store: EventStore) -> None:
+    from chronik.errors import EventDataInvalid
+
+    store.append("account-a1", [NewEvent(type="Opened", data={"owner": "ann"})])
+    store.append("account-a1", [NewEvent(type="Deposited", data={"amount": "ten"})])
+    with pytest.raises(EventDataInvalid, match=r"'Deposited'.*account-a1 at version 1"):
+        Repository(store).load(Account, "a1")

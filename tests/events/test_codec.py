@@ -211,3 +211,15 @@ def test_any_event_survives_encode_then_decode(sku: str, quantity: int) -> None:
     new = codec.to_new_event(ItemAdded(sku, quantity))
     json_data = msgspec.json.encode(new.data).decode()
     assert codec.decode(recorded(new.type, json_data)) == ItemAdded(sku, quantity)
+
+
+def test_a_failing_upcaster_is_named_in_the_error() -> None:
+    codec = EventCodec()
+    codec.register(OrderPlacedV3)
+
+    @codec.upcaster("OrderPlaced", 2)
+    def add_currency(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "currency": data["country"]}
+
+    with pytest.raises(EventDataInvalid, match=r"upcaster add_currency failed: KeyError\('country'\)"):
+        codec.decode(recorded("OrderPlaced", '{"total_cents": 1}', 2))

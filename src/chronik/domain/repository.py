@@ -21,12 +21,13 @@ from chronik.domain.aggregate import Aggregate, Applier, NoApplier
 from chronik.domain.snapshots import SnapshotPolicy, SnapshotReader, policy_for, take_snapshot
 from chronik.errors import (
     AggregateNotFound,
+    EventDataInvalid,
     HistoricalAggregate,
     InvalidInput,
     StreamNotFound,
     WrongExpectedVersion,
 )
-from chronik.events.codec import EventCodec, JsonDecoder
+from chronik.events.codec import DECODING_ERRORS, EventCodec, JsonDecoder
 from chronik.events.envelope import NO_STREAM, ExpectedVersion, RecordedEvent
 from chronik.store.contract import AppendResult, EventStore
 
@@ -139,12 +140,20 @@ class Repository:
             return
         table = self._dispatch_table(type(aggregate))
         lookup = table.get
-        for event in events:
-            entry = lookup((event.type, event.schema_version))
-            if entry is None:
-                entry = self._resolve(type(aggregate), table, event.type, event.schema_version)
-            decode, applier = entry
-            applier(aggregate, decode(event.json_data))
+        event = events[0]
+        try:
+            for event in events:
+                entry = lookup((event.type, event.schema_version))
+                if entry is None:
+                    entry = self._resolve(type(aggregate), table, event.type, event.schema_version)
+                decode, applier = entry
+                applier(aggregate, decode(event.json_data))
+        except DECODING_ERRORS as error:
+            raise EventDataInvalid(
+                event.type,
+                event.schema_version,
+                f"{error} (in {event.stream} at version {event.stream_version})",
+            ) from None
         aggregate.version = events[-1].stream_version
 
     def _dispatch_table(self, aggregate_class: type[Aggregate[Any]]) -> _DispatchTable:

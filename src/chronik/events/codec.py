@@ -48,6 +48,9 @@ JsonDecoder = Callable[[str], Any]
 
 _decode_dict: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
+DECODING_ERRORS: Final = (msgspec.ValidationError, msgspec.DecodeError)
+"""What a decoder from `EventCodec.decoder_for` raises on data that does not fit its class."""
+
 
 class _Step(msgspec.Struct, frozen=True):
     upcast: Upcaster
@@ -153,13 +156,18 @@ class EventCodec:
     def decode(self, recorded: RecordedEvent) -> Any:
         """The recorded event as an instance of its (current) class, upcast if it is older."""
         _, decode = self.decoder_for(recorded.type, recorded.schema_version)
-        return decode(recorded.json_data)
+        try:
+            return decode(recorded.json_data)
+        except DECODING_ERRORS as error:
+            raise EventDataInvalid(recorded.type, recorded.schema_version, str(error)) from None
 
     def decoder_for(self, event_type: str, schema_version: int) -> tuple[type, JsonDecoder]:
         """The class that a stored (type, version) becomes, and a function from its JSON text to it.
 
         Resolved once per (type, version) and cached, so a hydration loop pays for the upcaster
-        lookup only on the first event of each kind.
+        lookup only on the first event of each kind. The function is msgspec's own decoder when no
+        upcaster is involved, unwrapped so that a loop pays no extra call per event: it raises one
+        of `DECODING_ERRORS`, which the caller turns into `EventDataInvalid` (as `decode` does).
         """
         key = (event_type, schema_version)
         found = self._decoders.get(key)
@@ -186,7 +194,7 @@ class EventCodec:
             steps.append(step)
             current_type, version = step.renamed_to or current_type, version + 1
         if not steps:
-            return cls, _guarded(msgspec.json.Decoder(cls).decode, event_type, schema_version)
+            return cls, msgspec.json.Decoder(cls).decode
         return cls, _upcasting_decoder(cls, tuple(step.upcast for step in steps), event_type, schema_version)
 
 
@@ -204,28 +212,19 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(field.name for field in fields)
 
 
-def _guarded(decode: JsonDecoder, event_type: str, schema_version: int) -> JsonDecoder:
-    """Turn msgspec's errors into one that names the event; costs nothing on success."""
-
-    def decode_event(json_data: str) -> Any:
-        try:
-            return decode(json_data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            raise EventDataInvalid(event_type, schema_version, str(error)) from None
-
-    return decode_event
-
-
 def _upcasting_decoder(
     cls: type, upcasts: tuple[Upcaster, ...], event_type: str, schema_version: int
 ) -> JsonDecoder:
     def decode_old_event(json_data: str) -> Any:
-        try:
-            data = _decode_dict(json_data)
-            for upcast in upcasts:
+        data = _decode_dict(json_data)
+        for upcast in upcasts:
+            try:
                 data = upcast(data)
-            return msgspec.convert(data, cls)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            raise EventDataInvalid(event_type, schema_version, str(error)) from None
+            except Exception as error:
+                name = getattr(upcast, "__name__", repr(upcast))
+                raise EventDataInvalid(
+                    event_type, schema_version, f"upcaster {name} failed: {error!r}"
+                ) from error
+        return msgspec.convert(data, cls)
 
     return decode_old_event
