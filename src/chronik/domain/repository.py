@@ -29,7 +29,7 @@ from chronik.errors import (
 )
 from chronik.events.codec import DECODING_ERRORS, EventCodec, JsonDecoder
 from chronik.events.envelope import NO_STREAM, ExpectedVersion, RecordedEvent
-from chronik.store.contract import AppendResult, EventStore
+from chronik.store.contract import AppendResult, EventPayload, EventStore
 
 AggregateT = TypeVar("AggregateT", bound=Aggregate[Any])
 
@@ -96,7 +96,10 @@ class Repository:
         stream = aggregate_class.stream_name(id)
         if occurred_at is not None:
             aggregate = aggregate_class(id)
-            self._replay(aggregate, self._read(stream, occurred_until=occurred_at))
+            occurred = self._read(stream, occurred_until=occurred_at)
+            self._replay(
+                aggregate, [(e.stream_version, e.type, e.schema_version, e.json_data) for e in occurred]
+            )
             if aggregate.version is None:
                 raise AggregateNotFound(stream, f"has no events that occurred at or before {occurred_at}")
             aggregate.read_only = True
@@ -114,15 +117,11 @@ class Repository:
         )
         if restored is None:
             aggregate = aggregate_class(id)
-            events = self._read(stream, to_version=target)
+            events = self._read_payloads(stream, None, target)
         else:
             aggregate = restored
             after = restored.version + 1
-            events = (
-                []
-                if target == restored.version
-                else self._read(stream, from_version=after, to_version=target)
-            )
+            events = [] if target == restored.version else self._read_payloads(stream, after, target)
         self._replay(aggregate, events)
         if aggregate.version is None:
             raise AggregateNotFound(stream)
@@ -135,26 +134,33 @@ class Repository:
         except StreamNotFound:
             raise AggregateNotFound(stream) from None
 
-    def _replay(self, aggregate: Aggregate[Any], events: list[RecordedEvent]) -> None:
+    def _read_payloads(
+        self, stream: str, from_version: int | None, to_version: int | None
+    ) -> list[EventPayload]:
+        try:
+            return self.store.read_stream_payloads(stream, from_version=from_version, to_version=to_version)
+        except StreamNotFound:
+            raise AggregateNotFound(stream) from None
+
+    def _replay(self, aggregate: Aggregate[Any], events: list[EventPayload]) -> None:
+        """The hot loop: per event one dict lookup, one msgspec decode, one applier call."""
         if not events:
             return
         table = self._dispatch_table(type(aggregate))
         lookup = table.get
-        event = events[0]
+        version, event_type, schema_version, json_data = events[0]
         try:
-            for event in events:
-                entry = lookup((event.type, event.schema_version))
+            for version, event_type, schema_version, json_data in events:  # noqa: B007 - read on error
+                entry = lookup((event_type, schema_version))
                 if entry is None:
-                    entry = self._resolve(type(aggregate), table, event.type, event.schema_version)
+                    entry = self._resolve(type(aggregate), table, event_type, schema_version)
                 decode, applier = entry
-                applier(aggregate, decode(event.json_data))
+                applier(aggregate, decode(json_data))
         except DECODING_ERRORS as error:
             raise EventDataInvalid(
-                event.type,
-                event.schema_version,
-                f"{error} (in {event.stream} at version {event.stream_version})",
+                event_type, schema_version, f"{error} (in {aggregate.stream} at version {version})"
             ) from None
-        aggregate.version = events[-1].stream_version
+        aggregate.version = events[-1][0]
 
     def _dispatch_table(self, aggregate_class: type[Aggregate[Any]]) -> _DispatchTable:
         table = self._dispatch.get(aggregate_class)

@@ -46,6 +46,9 @@ from chronik.events.envelope import (
     encode_new_event,
 )
 
+EventPayload = tuple[int, str, int, str]
+"""(stream_version, type, schema_version, json_data): one event as hydration reads it."""
+
 
 class AppendResult(msgspec.Struct, frozen=True):
     """Where an append put its events.
@@ -285,6 +288,18 @@ class EventStore(abc.ABC):
         that moment; `occurred_until` keeps events whose business time is at or before it.
         Raises `StreamNotFound` when the stream has no events at all.
         """
+
+    def read_stream_payloads(
+        self, stream: str, *, from_version: int | None = None, to_version: int | None = None
+    ) -> list[EventPayload]:
+        """Only what hydration needs of a stream's events, in version order (bounds inclusive).
+
+        Hydration touches nothing but the type, schema version and data of each event; building
+        full `RecordedEvent`s (ids, times) costs more than the replay itself on long streams, so
+        backends override this with a lean query. Raises `StreamNotFound` like `read_stream`.
+        """
+        events = self.read_stream(stream, from_version=from_version, to_version=to_version)
+        return [(event.stream_version, event.type, event.schema_version, event.json_data) for event in events]
 
     @abc.abstractmethod
     def read_all(

@@ -44,6 +44,7 @@ from chronik.events.envelope import (
 )
 from chronik.store.contract import (
     AppendResult,
+    EventPayload,
     EventStore,
     ExistingEvent,
     Snapshot,
@@ -108,6 +109,11 @@ SQL_INSERT_EVENT: Final = (
     "INSERT INTO events (global_position, event_id, stream_name, stream_version, category, event_type, "
     "schema_version, data, metadata, recorded_at, occurred_at, event_hash) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Hydration's lean read: the four columns it uses, straight from the stream/version index.
+SQL_STREAM_PAYLOADS: Final = (
+    "SELECT stream_version, event_type, schema_version, data FROM events "
+    "WHERE stream_name = ? AND stream_version BETWEEN ? AND ? ORDER BY stream_version"
 )
 SQL_FIND_EVENT: Final = (
     "SELECT event_id, stream_name, stream_version, global_position FROM events WHERE event_id = ?"
@@ -376,6 +382,26 @@ class SQLiteStore(EventStore):
         if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
             raise StreamNotFound(stream)
         return [_to_recorded(row) for row in rows]
+
+    def read_stream_payloads(
+        self, stream: str, *, from_version: int | None = None, to_version: int | None = None
+    ) -> list[EventPayload]:
+        check_stream_name(stream)
+        rows: list[EventPayload] = (
+            self.connection()
+            .execute(
+                SQL_STREAM_PAYLOADS,
+                (
+                    stream,
+                    from_version if from_version is not None else 0,
+                    to_version if to_version is not None else 2**62,
+                ),
+            )
+            .fetchall()
+        )
+        if not rows and self.connection().execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
+            raise StreamNotFound(stream)
+        return rows
 
     def read_all(
         self,

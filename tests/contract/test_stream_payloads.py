@@ -1,0 +1,30 @@
+"""`read_stream_payloads`: hydration's lean read must say exactly what `read_stream` says."""
+
+from __future__ import annotations
+
+import pytest
+
+from chronik import EventStore, NewEvent, StreamNotFound
+
+
+@pytest.mark.parametrize(
+    ("from_version", "to_version"), [(None, None), (2, None), (None, 3), (1, 3), (4, 1), (9, None)]
+)
+def test_payloads_match_read_stream_within_the_same_bounds(
+    store: EventStore, from_version: int | None, to_version: int | None
+) -> None:
+    store.append(
+        "cart-1", [NewEvent(type=f"T{n}", data={"n": n}, schema_version=n % 2 + 1) for n in range(6)]
+    )
+    store.append("cart-2", [NewEvent(type="Other", data={})])
+    expected = [
+        (event.stream_version, event.type, event.schema_version, event.json_data)
+        for event in store.read_stream("cart-1", from_version=from_version, to_version=to_version)
+    ]
+    payloads = store.read_stream_payloads("cart-1", from_version=from_version, to_version=to_version)
+    assert [tuple(payload) for payload in payloads] == expected
+
+
+def test_a_missing_stream_is_not_found(store: EventStore) -> None:
+    with pytest.raises(StreamNotFound):
+        store.read_stream_payloads("cart-404")
