@@ -241,7 +241,10 @@ def run_once(side: ChronikSide | EventsourcingSide, events: int) -> dict[str, fl
 def _sides(backend: str, durability: str, folder: Path, rep: int) -> list[Callable[[], Any]]:
     if backend == "sqlite":
         chronik_url = f"sqlite:///{folder / f'chronik-{durability}-{rep}.db'}?synchronous={durability}"
-        es_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(folder / f"es-{durability}-{rep}.db")}
+        es_env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(folder / f"es-{durability}-{rep}.db"),
+        }
 
         def make_es() -> EventsourcingSide:
             _set_eventsourcing_sqlite_synchronous(durability)
@@ -264,7 +267,10 @@ def _sides(backend: str, durability: str, folder: Path, rep: int) -> list[Callab
     }
     _create_postgres_schema(base, f"{schema}_es")
     separator = "&" if "?" in base else "?"
-    return [lambda: ChronikSide(f"{base}{separator}schema={schema}_chronik"), lambda: EventsourcingSide(es_env)]
+    return [
+        lambda: ChronikSide(f"{base}{separator}schema={schema}_chronik"),
+        lambda: EventsourcingSide(es_env),
+    ]
 
 
 def _create_postgres_schema(url: str, schema: str) -> None:
@@ -287,7 +293,9 @@ def _drop_postgres_schemas(url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite, postgres")
     parser.add_argument("--durability", default="full,normal", help="for SQLite: full, normal, or both")
     parser.add_argument("--repeat", type=int, default=3)
@@ -305,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.repeat):
                 for make in _sides(backend, durability, Path(tmp), rep):
                     side = make()
-                    console.print(f"[dim]{backend}/{durability} rep {rep + 1}/{args.repeat}: {side.name}[/dim]")
+                    console.print(
+                        f"[dim]{backend}/{durability} rep {rep + 1}/{args.repeat}: {side.name}[/dim]"
+                    )
                     try:
                         results = run_once(side, args.events)
                     finally:
@@ -313,19 +323,32 @@ def main(argv: list[str] | None = None) -> int:
                     for workload, value in results.items():
                         unit = "ms" if workload.startswith("hydrate") else "events/s"
                         key = (workload, backend, durability)
-                        measurement = measurements.setdefault(key, Measurement(workload, backend, durability, unit))
+                        measurement = measurements.setdefault(
+                            key, Measurement(workload, backend, durability, unit)
+                        )
                         getattr(measurement, side.name).append(value)
             if backend == "postgres":
-                _drop_postgres_schemas(os.environ.get("CHRONIK_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+                _drop_postgres_schemas(
+                    os.environ.get("CHRONIK_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+                )
 
-    table = Table(title=f"chronik vs eventsourcing 9.5.6 — medians of {args.repeat} runs, {platform.machine()}, "
-                  f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    table = Table(
+        title=f"chronik vs eventsourcing 9.5.6 — medians of {args.repeat} runs, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     for column in ("workload", "backend", "durability", "chronik", "eventsourcing", "unit", "ratio"):
-        table.add_column(column, justify="right" if column in ("chronik", "eventsourcing", "ratio") else "left")
+        table.add_column(
+            column, justify="right" if column in ("chronik", "eventsourcing", "ratio") else "left"
+        )
     for m in measurements.values():
         table.add_row(
-            m.workload, m.backend, m.durability, f"{m.median('chronik'):,.1f}", f"{m.median('eventsourcing'):,.1f}",
-            m.unit, f"{m.ratio:.2f}x",
+            m.workload,
+            m.backend,
+            m.durability,
+            f"{m.median('chronik'):,.1f}",
+            f"{m.median('eventsourcing'):,.1f}",
+            m.unit,
+            f"{m.ratio:.2f}x",
         )
     console.print(table)
     console.print("ratio > 1: chronik is better (more events/s, or fewer ms).")
@@ -334,14 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(
         json.dumps(
             {
-                "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
                 "repeat": args.repeat,
                 "events": args.events,
                 "results": [
                     {
-                        "workload": m.workload, "backend": m.backend, "durability": m.durability, "unit": m.unit,
-                        "chronik": m.chronik, "eventsourcing": m.eventsourcing,
-                        "chronik_median": m.median("chronik"), "eventsourcing_median": m.median("eventsourcing"),
+                        "workload": m.workload,
+                        "backend": m.backend,
+                        "durability": m.durability,
+                        "unit": m.unit,
+                        "chronik": m.chronik,
+                        "eventsourcing": m.eventsourcing,
+                        "chronik_median": m.median("chronik"),
+                        "eventsourcing_median": m.median("eventsourcing"),
                         "ratio": m.ratio,
                     }
                     for m in measurements.values()

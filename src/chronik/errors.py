@@ -131,3 +131,82 @@ class UnsupportedStoreURL(InvalidInput):
 
 class TransactionAborted(ChronikError):
     """A unit of work whose earlier step failed may only be rolled back, never committed."""
+
+
+class EventDecodingError(ChronikError):
+    """A recorded event could not be turned back into its typed class; the event itself is untouched."""
+
+
+class UnknownEventType(EventDecodingError, LookupError):
+    """No class is registered for a stored event type, and no upcaster renames it to one."""
+
+    def __init__(self, event_type: str, schema_version: int) -> None:
+        self.event_type = event_type
+        self.schema_version = schema_version
+        super().__init__(
+            f"unknown event type {event_type!r} (schema version {schema_version}): register its class "
+            "with the codec, or an upcaster that renames it"
+        )
+
+
+class MissingUpcaster(EventDecodingError, LookupError):
+    """The upcaster chain from a stored schema version to the class's current one has a gap."""
+
+    def __init__(self, event_type: str, from_version: int, target_version: int) -> None:
+        self.event_type = event_type
+        self.from_version = from_version
+        self.target_version = target_version
+        super().__init__(
+            f"no upcaster for event type {event_type!r} from schema version {from_version} "
+            f"(the class is at version {target_version}): register one for ({event_type!r}, {from_version})"
+        )
+
+
+class EventSchemaTooNew(EventDecodingError):
+    """A stored event was written by newer code than this process runs."""
+
+    def __init__(self, event_type: str, stored_version: int, known_version: int) -> None:
+        self.event_type = event_type
+        self.stored_version = stored_version
+        self.known_version = known_version
+        super().__init__(
+            f"event type {event_type!r} is stored at schema version {stored_version}, but this code knows "
+            f"only up to version {known_version}: upgrade the code that reads it"
+        )
+
+
+class EventDataInvalid(EventDecodingError):
+    """A stored event's data does not fit its class (a wrong type, a missing field without default)."""
+
+    def __init__(self, event_type: str, schema_version: int, reason: str) -> None:
+        self.event_type = event_type
+        self.schema_version = schema_version
+        self.reason = reason
+        super().__init__(f"event {event_type!r} (schema version {schema_version}) does not decode: {reason}")
+
+
+class DomainError(ChronikError):
+    """A command was refused by the domain's rules; nothing was recorded. Subclass it per rule."""
+
+
+class AggregateNotFound(StreamNotFound):
+    """No aggregate at that stream (or none yet at the requested point in time)."""
+
+    def __init__(self, stream: str, reason: str = "has no events") -> None:
+        super().__init__(stream)
+        self.reason = reason
+        self.args = (f"aggregate stream {stream!r} {reason}",)
+
+
+class UnknownAggregateType(ChronikError, LookupError):
+    """No aggregate class is registered for a stream's category."""
+
+    def __init__(self, category: str, known: tuple[str, ...]) -> None:
+        self.category = category
+        self.known = known
+        shown = ", ".join(known) if known else "none"
+        super().__init__(f"no aggregate type is registered for category {category!r} (registered: {shown})")
+
+
+class HistoricalAggregate(ChronikError):
+    """An aggregate loaded as of a past point is a read-only view; saving it would rewrite the past."""

@@ -438,26 +438,6 @@ def test_nested_units_of_work_are_refused(store: EventStore) -> None:
         pass
 
 
-def test_stream_payloads_match_the_full_read(store_factory: StoreFactory) -> None:
-    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    store = store_factory(clock)
-    for i in range(6):
-        store.append("cart-1", NewEvent(type=f"T{i}", data={"i": i}, schema_version=1 + i % 2))
-        clock.advance(60)
-    full = store.read_stream("cart-1")
-    assert store.read_stream_payloads("cart-1") == [
-        (e.stream_version, e.type, e.schema_version, e.json_data) for e in full
-    ]
-    assert [p[0] for p in store.read_stream_payloads("cart-1", from_version=2, to_version=4)] == [2, 3, 4]
-    assert [p[0] for p in store.read_stream_payloads("cart-1", recorded_until=full[2].recorded_at)] == [
-        0,
-        1,
-        2,
-    ]
-    with pytest.raises(StreamNotFound):
-        store.read_stream_payloads("cart-404")
-
-
 def test_generated_event_ids_are_time_ordered_uuid7() -> None:
     from chronik.events.envelope import new_event_id
 

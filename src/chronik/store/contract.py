@@ -296,7 +296,7 @@ class EventStore(abc.ABC):
         self,
         stream: str,
         *,
-        from_version: int = 0,
+        from_version: int | None = None,
         to_version: int | None = None,
         recorded_until: datetime | None = None,
         occurred_until: datetime | None = None,

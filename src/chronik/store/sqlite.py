@@ -382,14 +382,14 @@ class SQLiteStore(EventStore):
         self,
         stream: str,
         *,
-        from_version: int = 0,
+        from_version: int | None = None,
         to_version: int | None = None,
         recorded_until: datetime | None = None,
         occurred_until: datetime | None = None,
     ) -> list[EventPayload]:
         check_stream_name(stream)
         clauses = ["stream_name = ?", "stream_version >= ?"]
-        params: list[Any] = [stream, from_version]
+        params: list[Any] = [stream, from_version or 0]
         if to_version is not None:
             clauses.append("stream_version <= ?")
             params.append(to_version)

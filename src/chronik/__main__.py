@@ -1,0 +1,5 @@
+"""`python -m chronik ...` is the `chronik` command."""
+
+from chronik.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The command line: `chronik append | read | history | state | demo`. See `app.py`."""

@@ -1,0 +1,247 @@
+"""The `chronik` command: append, read, audit and hydrate streams from a shell, and run the demos.
+
+Exit codes: 0 done; 1 the request was understood but refused or failed (bad JSON, unknown stream,
+a concurrent write); 2 the command line itself is wrong (typer's usage errors). A user's mistake
+is a one-line message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+
+import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
+from chronik.cli.demo_cart import run_cart_demo
+from chronik.cli.tables import history_table, print_events
+from chronik.domain import aggregates
+from chronik.errors import ChronikError, InvalidExpectedVersion
+from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
+from chronik.store import EventStore, open_store
+
+app = typer.Typer(
+    name="chronik",
+    help="An event store you can talk to: append, read, audit and time-travel streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="Narrated runs of the bundled examples.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL (memory://, sqlite:///path.db, postgresql://...). "
+        "Default: $CHRONIK_STORE, else sqlite:///./chronik.db.",
+        show_default=False,
+    ),
+]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class CommandFailed(Exception):
+    """A refusal to report as a message with exit code 1."""
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn chronik's own errors (and bad input we detect) into a message and exit code 1."""
+    try:
+        yield
+    except (ChronikError, CommandFailed) as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def opened_store(url: str | None) -> Iterator[EventStore]:
+    with reported_errors():
+        store = open_store(url)
+    try:
+        with reported_errors():
+            yield store
+    finally:
+        store.close()
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as error:
+        raise CommandFailed(f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise CommandFailed(f"{what} must be a JSON object ({{...}}), not {type(value).__name__}")
+    return value
+
+
+def parse_moment(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time; without a zone it is taken as UTC (the store's own zone)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)", param_hint=option
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def compact(value: Any) -> str:
+    return _encode(value).decode()
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@app.command()
+def append(
+    stream: Annotated[str, typer.Argument(help="Stream name, e.g. cart-42.")],
+    event_type: Annotated[str, typer.Argument(metavar="TYPE", help="Event type, e.g. ItemAdded.")],
+    data: Annotated[
+        str,
+        typer.Argument(metavar="[DATA_JSON]", help='Event data as a JSON object; "-" reads it from stdin.'),
+    ] = "{}",
+    expected_version: Annotated[
+        str,
+        typer.Option(
+            "--expected-version",
+            "-e",
+            help="any, no_stream, stream_exists, or the stream's current version N.",
+        ),
+    ] = "any",
+    metadata: Annotated[str | None, typer.Option(help="Metadata as a JSON object.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who did it (stored as metadata.actor).")] = None,
+    occurred_at: Annotated[
+        str | None, typer.Option("--occurred-at", help="Business time (ISO 8601); default: now.")
+    ] = None,
+    store_url: StoreOption = None,
+) -> None:
+    """Append one event to a stream."""
+    try:
+        expected: ExpectedVersion = parse_expected_version(expected_version)
+    except InvalidExpectedVersion as error:
+        raise typer.BadParameter(str(error), param_hint="--expected-version") from None
+    moment = parse_moment(occurred_at, "--occurred-at")
+    with reported_errors():
+        payload = parse_json_object(sys.stdin.read() if data == "-" else data, "DATA_JSON")
+        meta = parse_json_object(metadata, "--metadata") if metadata is not None else {}
+    if actor is not None:
+        meta["actor"] = actor
+    event = NewEvent(type=event_type, data=payload, metadata=meta or None, occurred_at=moment)
+    with opened_store(store_url) as store:
+        result = store.append(stream, [event], expected)
+    out.print(
+        f"appended [bold]{event_type}[/] to [bold]{stream}[/] at version {result.stream_version} "
+        f"(global position {result.last_position})"
+        + (" - already recorded, nothing written" if result.already_recorded else ""),
+        highlight=False,
+    )
+
+
+@app.command()
+def read(
+    stream: Annotated[str | None, typer.Argument(help="Stream name (omit it with --all).")] = None,
+    all_streams: Annotated[bool, typer.Option("--all", help="Read the whole log in global order.")] = False,
+    start: Annotated[
+        int | None,
+        typer.Option("--from", min=0, help="First stream version (or global position with --all)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
+    backwards: Annotated[bool, typer.Option(help="Newest first (one stream only).")] = False,
+    category: Annotated[list[str] | None, typer.Option(help="With --all: only these categories.")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="With --all: only these event types.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    store_url: StoreOption = None,
+) -> None:
+    """Read a stream's events, or with --all the whole log."""
+    if all_streams == (stream is not None):
+        raise typer.BadParameter("give a STREAM or --all (not both)", param_hint="STREAM / --all")
+    if all_streams and backwards:
+        raise typer.BadParameter(
+            "--backwards reads one stream; --all is in global order", param_hint="--backwards"
+        )
+    if not all_streams and (category or event_type):
+        raise typer.BadParameter("--category and --type filter --all", param_hint="--category / --type")
+    with opened_store(store_url) as store:
+        if stream is not None:
+            events = store.read_stream(stream, from_version=start, backwards=backwards, limit=limit)
+        else:
+            events = store.read_all(start or 0, categories=category, event_types=event_type, limit=limit)
+    if as_json:
+        for event in events:
+            out.out(compact(event.to_dict()), highlight=False)
+        return
+    print_events(out, events, title=stream or "all streams")
+
+
+@app.command()
+def history(
+    stream: Annotated[str, typer.Argument(help="Stream name.")],
+    store_url: StoreOption = None,
+) -> None:
+    """The audit trail of a stream: who did what, when, and because of what."""
+    with opened_store(store_url) as store:
+        events = store.read_stream(stream)
+    out.print(history_table(stream, events))
+
+
+@app.command()
+def state(
+    stream: Annotated[str, typer.Argument(help="Stream name, e.g. cart-42.")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="What the store knew at this time (ISO 8601).")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", min=0, help="As of this stream version.")
+    ] = None,
+    occurred_as_of: Annotated[
+        str | None,
+        typer.Option("--occurred-as-of", help="Business time: events that occurred by then (ISO 8601)."),
+    ] = None,
+    store_url: StoreOption = None,
+) -> None:
+    """Hydrate a stream through its registered aggregate and print the state as JSON."""
+    if sum(value is not None for value in (as_of, version, occurred_as_of)) > 1:
+        raise typer.BadParameter("choose one of --as-of, --version, --occurred-as-of", param_hint="--as-of")
+    recorded_at = parse_moment(as_of, "--as-of")
+    occurred_at = parse_moment(occurred_as_of, "--occurred-as-of")
+    with opened_store(store_url) as store:
+        aggregate, hydrated = aggregates.hydrate_stream(
+            store, stream, version=version, recorded_at=recorded_at, occurred_at=occurred_at
+        )
+    out.print_json(
+        compact(
+            {
+                "stream": stream,
+                "aggregate": type(aggregate).__name__,
+                "version": aggregate.version,
+                "state": hydrated,
+            }
+        )
+    )
+
+
+@demo_app.command("cart")
+def demo_cart(store_url: StoreOption = None) -> None:
+    """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
+    with opened_store(store_url) as store:
+        run_cart_demo(store, Console(highlight=False))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,80 @@
+"""Aggregate types by stream category, so generic tools can show any stream's state.
+
+The CLI (and later the web console) only has a stream name. The category (the part before the
+first "-") finds the aggregate class; the rest is the aggregate's id. Applications register
+their classes at start-up; core modules never register anything themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from chronik.domain.aggregate import Aggregate
+from chronik.domain.repository import Repository, register_events
+from chronik.errors import InvalidInput, UnknownAggregateType
+from chronik.events.codec import EventCodec
+from chronik.events.envelope import category_of, check_stream_name
+from chronik.store.contract import EventStore
+
+AggregateClassT = TypeVar("AggregateClassT", bound=type[Aggregate[Any]])
+
+
+class AggregateRegistry:
+    """Aggregate classes by category, sharing one codec for all their events."""
+
+    def __init__(self, codec: EventCodec | None = None) -> None:
+        self.codec = codec or EventCodec()
+        self._by_category: dict[str, type[Aggregate[Any]]] = {}
+
+    def register(self, aggregate_class: AggregateClassT) -> AggregateClassT:
+        """Register an aggregate class (usable as a decorator); registering it again is a no-op."""
+        category = getattr(aggregate_class, "category", None)
+        if not isinstance(category, str):
+            raise InvalidInput(f"{aggregate_class.__name__} has no category")
+        known = self._by_category.get(category)
+        if known is not None and known is not aggregate_class:
+            raise InvalidInput(f"category {category!r} is already registered for {known.__name__}")
+        register_events(self.codec, aggregate_class)
+        self._by_category[category] = aggregate_class
+        return aggregate_class
+
+    def categories(self) -> tuple[str, ...]:
+        return tuple(sorted(self._by_category))
+
+    def for_stream(self, stream: str) -> type[Aggregate[Any]]:
+        category = category_of(check_stream_name(stream))
+        try:
+            return self._by_category[category]
+        except KeyError:
+            raise UnknownAggregateType(category, self.categories()) from None
+
+    def repository(self, store: EventStore) -> Repository:
+        return Repository(store, self.codec)
+
+    def hydrate_stream(
+        self,
+        store: EventStore,
+        stream: str,
+        *,
+        version: int | None = None,
+        recorded_at: datetime | None = None,
+        occurred_at: datetime | None = None,
+    ) -> tuple[Aggregate[Any], dict[str, Any]]:
+        """The aggregate a stream holds (now or as of the past) and its state as JSON-ready builtins."""
+        aggregate_class = self.for_stream(stream)
+        id = stream.partition("-")[2]
+        if not id:
+            raise InvalidInput(f"stream {stream!r} has no aggregate id after {aggregate_class.category!r}-")
+        aggregate = self.repository(store).load(
+            aggregate_class, id, version=version, recorded_at=recorded_at, occurred_at=occurred_at
+        )
+        return aggregate, aggregate.to_dict()
+
+
+aggregates = AggregateRegistry()
+"""The process-wide registry the CLI reads; `register_aggregate` adds to it."""
+
+
+def register_aggregate(aggregate_class: AggregateClassT) -> AggregateClassT:
+    return aggregates.register(aggregate_class)

@@ -1,0 +1,286 @@
+"""The repository: loads aggregates from their streams (now or as of the past) and saves what they decided.
+
+Optimistic concurrency is the whole locking story: `save` appends with the version the aggregate
+was loaded at as the expected version, so a writer that decided on stale state gets
+`WrongExpectedVersion` and nothing is written. `execute` turns that into a safe loop: reload the
+fresh state, run the decision again, save again.
+
+Hydration is the hot path. Each aggregate class gets a dispatch table from the stored
+(event type, schema version) to (JSON decoder, applier), filled on first sight of each kind of
+event, so the loop per event is one dict lookup, one msgspec decode and one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from chronik.domain.aggregate import Aggregate, Applier, NoApplier
+from chronik.domain.snapshots import SnapshotPolicy, SnapshotReader, policy_for, take_snapshot
+from chronik.errors import (
+    AggregateNotFound,
+    EventDataInvalid,
+    HistoricalAggregate,
+    InvalidInput,
+    StreamNotFound,
+    WrongExpectedVersion,
+)
+from chronik.events.codec import DECODING_ERRORS, EventCodec, JsonDecoder
+from chronik.events.envelope import NO_STREAM, ExpectedVersion, RecordedEvent
+from chronik.store.contract import AppendResult, EventPayload, EventStore
+
+AggregateT = TypeVar("AggregateT", bound=Aggregate[Any])
+
+logger: Final = logging.getLogger("chronik.repository")
+
+_DispatchTable = dict[tuple[str, int], tuple[JsonDecoder, Applier]]
+
+
+def register_events(codec: EventCodec, aggregate_class: type[Aggregate[Any]]) -> None:
+    """Register with the codec every event class the aggregate has an applier for (if not yet)."""
+    for event_class in aggregate_class.appliers:
+        if not codec.is_registered(event_class):
+            codec.register(event_class)
+
+
+class Repository:
+    """Loads and saves aggregates of any class in one store, through one codec.
+
+    `snapshot_policies` overrides an aggregate class's own `snapshot_every` (e.g. to switch
+    snapshots off in a test, or tune them per deployment).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        codec: EventCodec | None = None,
+        *,
+        snapshot_policies: Mapping[type[Aggregate[Any]], SnapshotPolicy] | None = None,
+    ) -> None:
+        self.store = store
+        self.codec = codec or EventCodec()
+        self._policies: dict[type[Aggregate[Any]], SnapshotPolicy] = dict(snapshot_policies or {})
+        self._dispatch: dict[type[Aggregate[Any]], _DispatchTable] = {}
+        self._snapshot_readers: dict[type[Aggregate[Any]], SnapshotReader] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(
+        self,
+        aggregate_class: type[AggregateT],
+        id: str,
+        *,
+        version: int | None = None,
+        recorded_at: datetime | None = None,
+        occurred_at: datetime | None = None,
+        use_snapshots: bool = True,
+    ) -> AggregateT:
+        """The aggregate now, or as of the past (at most one of the three time-travel arguments).
+
+        * `version`: as of that stream version (the last version at or before it).
+        * `recorded_at`: what the store knew at that moment: events recorded at or before it.
+        * `occurred_at`: business time: the events whose `occurred_at` is at or before it, applied
+          in stream order. Business times can be out of order along the stream (an event entered
+          late, back-dated), so no prefix of the stream, and hence no snapshot, stands for this
+          view: it always replays from the first event.
+
+        A view of the past is read-only (`save` refuses it). Raises `AggregateNotFound` when the
+        stream has no events, or none yet at the requested point.
+        """
+        if sum(arg is not None for arg in (version, recorded_at, occurred_at)) > 1:
+            raise InvalidInput("time travel takes one of version, recorded_at or occurred_at, not several")
+        if version is not None and (not isinstance(version, int) or version < 0):
+            raise InvalidInput(f"version must be an integer >= 0, not {version!r}")
+        stream = aggregate_class.stream_name(id)
+        if occurred_at is not None:
+            aggregate = aggregate_class(id)
+            occurred = self._read(stream, occurred_until=occurred_at)
+            self._replay(
+                aggregate, [(e.stream_version, e.type, e.schema_version, e.json_data) for e in occurred]
+            )
+            if aggregate.version is None:
+                raise AggregateNotFound(stream, f"has no events that occurred at or before {occurred_at}")
+            aggregate.read_only = True
+            return aggregate
+
+        target = version
+        if recorded_at is not None:
+            last = self._read(stream, recorded_until=recorded_at, backwards=True, limit=1)
+            if not last:
+                raise AggregateNotFound(stream, f"did not exist yet at {recorded_at}")
+            target = last[0].stream_version
+
+        restored = (
+            self._snapshot_reader(aggregate_class).load(self.store, id, target) if use_snapshots else None
+        )
+        if restored is None:
+            aggregate = aggregate_class(id)
+            events = self._read_payloads(stream, None, target)
+        else:
+            aggregate = restored
+            after = restored.version + 1
+            events = [] if target == restored.version else self._read_payloads(stream, after, target)
+        self._replay(aggregate, events)
+        if aggregate.version is None:
+            raise AggregateNotFound(stream)
+        aggregate.read_only = target is not None
+        return aggregate
+
+    def _read(self, stream: str, **bounds: Any) -> list[RecordedEvent]:
+        try:
+            return self.store.read_stream(stream, **bounds)
+        except StreamNotFound:
+            raise AggregateNotFound(stream) from None
+
+    def _read_payloads(
+        self, stream: str, from_version: int | None, to_version: int | None
+    ) -> list[EventPayload]:
+        try:
+            return self.store.read_stream_payloads(stream, from_version=from_version, to_version=to_version)
+        except StreamNotFound:
+            raise AggregateNotFound(stream) from None
+
+    def _replay(self, aggregate: Aggregate[Any], events: list[EventPayload]) -> None:
+        """The hot loop: per event one dict lookup, one msgspec decode, one applier call."""
+        if not events:
+            return
+        table = self._dispatch_table(type(aggregate))
+        lookup = table.get
+        version, event_type, schema_version, json_data = events[0]
+        try:
+            for version, event_type, schema_version, json_data in events:  # noqa: B007 - read on error
+                entry = lookup((event_type, schema_version))
+                if entry is None:
+                    entry = self._resolve(type(aggregate), table, event_type, schema_version)
+                decode, applier = entry
+                applier(aggregate, decode(json_data))
+        except DECODING_ERRORS as error:
+            raise EventDataInvalid(
+                event_type, schema_version, f"{error} (in {aggregate.stream} at version {version})"
+            ) from None
+        aggregate.version = events[-1][0]
+
+    def _dispatch_table(self, aggregate_class: type[Aggregate[Any]]) -> _DispatchTable:
+        table = self._dispatch.get(aggregate_class)
+        if table is None:
+            register_events(self.codec, aggregate_class)
+            table = self._dispatch[aggregate_class] = {}
+        return table
+
+    def _resolve(
+        self,
+        aggregate_class: type[Aggregate[Any]],
+        table: _DispatchTable,
+        event_type: str,
+        schema_version: int,
+    ) -> tuple[JsonDecoder, Applier]:
+        event_class, decode = self.codec.decoder_for(event_type, schema_version)
+        applier = aggregate_class.appliers.get(event_class)
+        if applier is None:
+            raise NoApplier(aggregate_class.__name__, event_class.__name__)
+        entry = table[(event_type, schema_version)] = (decode, applier)
+        return entry
+
+    def _snapshot_reader(self, aggregate_class: type[Aggregate[Any]]) -> SnapshotReader:
+        reader = self._snapshot_readers.get(aggregate_class)
+        if reader is None:
+            reader = self._snapshot_readers[aggregate_class] = SnapshotReader(aggregate_class)
+        return reader
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def save(
+        self,
+        aggregate: Aggregate[Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        depends_on: Iterable[Aggregate[Any]] = (),
+    ) -> AppendResult:
+        """Append the aggregate's pending events, expecting the stream at the version it was loaded at.
+
+        Raises `WrongExpectedVersion` (and writes nothing) when someone else wrote first; the
+        aggregate keeps its pending events then. `depends_on` names other aggregates the decision
+        read (a checkout reads product prices): the save then also fails, atomically, if any of them
+        changed since it was loaded, so a decision is never made on a value that was already stale
+        when it was saved. Takes a snapshot afterwards if the policy says so.
+        """
+        if aggregate.read_only:
+            raise HistoricalAggregate(
+                f"{aggregate.stream} was loaded as of the past (version {aggregate.version}); "
+                "load it without time travel to change it"
+            )
+        aggregate_class = type(aggregate)
+        self._dispatch_table(aggregate_class)  # registers its event classes with the codec
+        events = [
+            self.codec.to_new_event(
+                pending.event, metadata=metadata, event_id=pending.event_id, occurred_at=pending.occurred_at
+            )
+            for pending in aggregate.pending
+        ]
+        previous = aggregate.version
+        expected: ExpectedVersion = NO_STREAM if previous is None else previous
+        read = list(depends_on)
+        if not read:
+            result = self.store.append(aggregate.stream, events, expected)
+        else:
+            with self.store.transaction() as uow:
+                for other in read:  # an empty append only checks the expected version
+                    uow.append(other.stream, [], NO_STREAM if other.version is None else other.version)
+                result = uow.append(aggregate.stream, events, expected)
+        aggregate.mark_saved(result.stream_version)
+        if (
+            events
+            and result.stream_version is not None
+            and self._policy(aggregate_class).should_snapshot(previous, result.stream_version)
+        ):
+            take_snapshot(self.store, aggregate)
+        return result
+
+    def _policy(self, aggregate_class: type[Aggregate[Any]]) -> SnapshotPolicy:
+        policy = self._policies.get(aggregate_class)
+        if policy is None:
+            policy = self._policies[aggregate_class] = policy_for(aggregate_class)
+        return policy
+
+    def execute(
+        self,
+        aggregate_class: type[AggregateT],
+        id: str,
+        command: Callable[[AggregateT], Iterable[Aggregate[Any]] | None],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        create: bool = False,
+        attempts: int = 5,
+        on_conflict: Callable[[WrongExpectedVersion, int], object] | None = None,
+    ) -> tuple[AggregateT, AppendResult]:
+        """Load, run `command`, save; on a concurrent write, do it all again on fresh state.
+
+        The command must only decide through the aggregate (no side effects of its own), because
+        it may run several times. It may return the other aggregates its decision read; the save
+        then depends on them too (see `save`), and a change to any of them is a conflict as well.
+        A domain error raised on fresh state (the cart was checked out meanwhile) propagates: that
+        is the right answer to the retried decision. `create` starts a new aggregate when the
+        stream does not exist. `on_conflict(error, attempt)` is told of each conflict before the
+        retry.
+        """
+        if attempts < 1:
+            raise InvalidInput(f"attempts must be >= 1, not {attempts!r}")
+        for attempt in range(1, attempts + 1):
+            try:
+                aggregate = self.load(aggregate_class, id)
+            except AggregateNotFound:
+                if not create:
+                    raise
+                aggregate = aggregate_class(id)
+            read = command(aggregate) or ()
+            try:
+                return aggregate, self.save(aggregate, metadata=metadata, depends_on=read)
+            except WrongExpectedVersion as conflict:
+                if attempt == attempts:
+                    raise
+                logger.info("conflict on %s (attempt %d): %s; retrying on fresh state", id, attempt, conflict)
+                if on_conflict is not None:
+                    on_conflict(conflict, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,132 @@
+"""The CLI's commands through typer's runner: output, exit codes, and no tracebacks for user mistakes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from chronik.cli.app import app
+from chronik.store import open_store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def chronik(store_url: str, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(app, [*args, "--store", store_url], input=input)
+
+
+def test_append_then_read_a_stream(store_url: str) -> None:
+    first = chronik(
+        store_url, "append", "cart-1", "ItemAdded", '{"sku": "tea", "quantity": 2}', "--actor", "ann"
+    )
+    assert first.exit_code == 0, first.output
+    assert "at version 0" in first.stdout
+    second = chronik(
+        store_url, "append", "cart-1", "ItemAdded", "-", "--expected-version", "0", input='{"sku": "mug"}'
+    )
+    assert second.exit_code == 0, second.output
+    listed = chronik(store_url, "read", "cart-1", "--json")
+    assert listed.exit_code == 0
+    events = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(e["stream_version"], e["data"]["sku"]) for e in events] == [(0, "tea"), (1, "mug")]
+    assert events[0]["metadata"]["actor"] == "ann"
+    backwards = chronik(store_url, "read", "cart-1", "--backwards", "--limit", "1", "--json")
+    assert [json.loads(line)["data"]["sku"] for line in backwards.stdout.splitlines()] == ["mug"]
+    table = chronik(store_url, "read", "cart-1", "--from", "1")
+    assert "ItemAdded" in table.stdout and "mug" in table.stdout and "tea" not in table.stdout
+
+
+def test_read_all_filters_by_category_and_type(store_url: str) -> None:
+    for stream, event_type in (
+        ("cart-1", "ItemAdded"),
+        ("product-tea", "ProductUpdated"),
+        ("cart-2", "CheckedOut"),
+    ):
+        assert chronik(store_url, "append", stream, event_type).exit_code == 0
+    everything = chronik(store_url, "read", "--all", "--json")
+    assert [json.loads(line)["global_position"] for line in everything.stdout.splitlines()] == [1, 2, 3]
+    carts = chronik(store_url, "read", "--all", "--category", "cart", "--from", "2", "--json")
+    assert [json.loads(line)["stream"] for line in carts.stdout.splitlines()] == ["cart-2"]
+    typed = chronik(store_url, "read", "--all", "--type", "ProductUpdated", "--json")
+    assert [json.loads(line)["stream"] for line in typed.stdout.splitlines()] == ["product-tea"]
+
+
+def test_history_shows_who_did_what_and_why(store_url: str) -> None:
+    chronik(store_url, "append", "cart-1", "ItemAdded", '{"sku":"tea"}', "--actor", "ann")
+    chronik(store_url, "append", "cart-1", "CheckedOut", "--metadata", '{"causation_id": "order-7"}')
+    result = runner.invoke(app, ["history", "cart-1", "--store", store_url], terminal_width=200)
+    assert result.exit_code == 0
+    assert "history of cart-1" in result.stdout
+    assert all(text in result.stdout for text in ("ann", "order-7", "CheckedOut", '{"sku":"tea"}'))
+
+
+def test_state_hydrates_through_the_registered_aggregate_and_time_travels(store_url: str) -> None:
+    chronik(store_url, "append", "cart-9", "ItemAdded", '{"sku":"tea","quantity":2}')
+    with open_store(store_url) as store:
+        first_recorded = store.read_stream("cart-9")[0].recorded_at
+    chronik(store_url, "append", "cart-9", "ItemRemoved", '{"sku":"tea","quantity":1}')
+    now = json.loads(chronik(store_url, "state", "cart-9").stdout)
+    assert (now["aggregate"], now["version"], now["state"]["items"]) == ("Cart", 1, {"tea": 1})
+    by_version = json.loads(chronik(store_url, "state", "cart-9", "--version", "0").stdout)
+    assert by_version["state"]["items"] == {"tea": 2}
+    by_time = json.loads(chronik(store_url, "state", "cart-9", "--as-of", first_recorded.isoformat()).stdout)
+    assert by_time["version"] == 0
+    later = (datetime.now(first_recorded.tzinfo) + timedelta(days=1)).isoformat()
+    by_business_time = json.loads(chronik(store_url, "state", "cart-9", "--occurred-as-of", later).stdout)
+    assert by_business_time["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("append", "cart-1", "ItemAdded", "{not json"), "DATA_JSON is not valid JSON"),
+        (("append", "cart-1", "ItemAdded", "[1, 2]"), "must be a JSON object"),
+        (("append", "cart-1", "ItemAdded", "--metadata", "nope"), "--metadata is not valid JSON"),
+        (("append", "cart 1", "ItemAdded"), "invalid stream name"),
+        (("append", "cart-1", "9bad"), "invalid event type"),
+        (("read", "cart-404"), "stream 'cart-404' not found"),
+        (("history", "cart-404"), "not found"),
+        (("state", "cart-404"), "'cart-404' has no events"),
+        (("state", "invoice-1"), "no aggregate type is registered for category 'invoice'"),
+        (("append", "cart-1", "X", "--expected-version", "no_stream"), "expected no_stream, found version 0"),
+    ],
+)
+def test_user_mistakes_exit_1_with_a_message_and_no_traceback(
+    store_url: str, args: tuple[str, ...], message: str
+) -> None:
+    chronik(store_url, "append", "cart-1", "ItemAdded", '{"sku":"tea"}')
+    result = chronik(store_url, *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("read",), "give a STREAM or --all"),
+        (("read", "cart-1", "--all"), "give a STREAM or --all"),
+        (("read", "--all", "--backwards"), "--backwards"),
+        (("read", "cart-1", "--category", "cart"), "filter --all"),
+        (("read", "cart-1", "--limit", "-1"), "--limit"),
+        (("append", "cart-1", "X", "--expected-version", "soon"), "invalid expected version"),
+        (("state", "cart-1", "--as-of", "yesterday"), "not an ISO 8601 time"),
+        (("state", "cart-1", "--version", "1", "--as-of", "2026-01-01"), "choose one of"),
+        (("append",), "Missing argument"),
+        (("frobnicate",), "No such command"),
+    ],
+)
+def test_bad_options_are_usage_errors_exit_2(store_url: str, args: tuple[str, ...], message: str) -> None:
+    result = chronik(store_url, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr

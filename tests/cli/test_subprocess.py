@@ -1,0 +1,78 @@
+"""The CLI as a user runs it: a real process, real exit codes, the SQLite default in the working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_chronik(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "CHRONIK_STORE"}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "chronik", *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cart_demo_runs_twice_on_the_default_file_and_its_cart_can_be_inspected(tmp_path: Path) -> None:
+    outputs = []
+    for _ in range(2):
+        done = run_chronik("demo", "cart", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert (tmp_path / "chronik.db").exists()
+    for text in ("Facts are appended", "Hydration", "Time travel", "product update", "conflict detected"):
+        assert text in outputs[1]
+    assert "retried on fresh prices: bob pays 5.50 EUR" in outputs[1]
+    assert "= 29.00 EUR" in outputs[1]
+    carts = [re.search(r"cart: (cart-[0-9a-f]+)", text) for text in outputs]
+    assert all(carts) and carts[0] != carts[1]
+    stream = carts[1].group(1)  # type: ignore[union-attr]
+    shown = run_chronik("state", stream, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert (state["aggregate"], state["state"]["checked_out"], state["state"]["total_cents"]) == (
+        "Cart",
+        True,
+        2900,
+    )
+    before = json.loads(run_chronik("state", stream, "--version", "1", cwd=tmp_path).stdout)
+    assert before["state"]["items"] == {f"tea-{stream[5:]}": 2, f"mug-{stream[5:]}": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("append", "cart-1", "ItemAdded", "{oops"), 1, "DATA_JSON is not valid JSON"),
+        (("read", "cart-404"), 1, "stream 'cart-404' not found"),
+        (("read", "--limit", "x", "cart-1"), 2, "--limit"),
+    ],
+)
+def test_mistakes_give_a_message_and_an_exit_code_never_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    done = run_chronik(*args, cwd=tmp_path)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_stale_expected_version_exits_1_naming_both_versions(tmp_path: Path) -> None:
+    assert (
+        run_chronik("append", "cart-1", "ItemAdded", "-", cwd=tmp_path, input='{"sku":"tea"}').returncode == 0
+    )
+    done = run_chronik("append", "cart-1", "CheckedOut", "--expected-version", "5", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "expected 5, found version 0" in done.stderr
