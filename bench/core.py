@@ -179,7 +179,7 @@ def _set_eventsourcing_sqlite_synchronous(mode: str) -> None:
 
     def create_connection(self: Any) -> Any:
         connection = unwrapped(self)
-        connection.c.execute(f"PRAGMA synchronous = {mode.upper()}")
+        connection._sqlite_conn.execute(f"PRAGMA synchronous = {mode.upper()}")
         return connection
 
     create_connection.__wrapped__ = unwrapped  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 
 from chronik.errors import ChronikError, InvalidInput
+from chronik.events.envelope import new_event_id
 
 StateT = TypeVar("StateT", bound=msgspec.Struct)
 FunctionT = TypeVar("FunctionT", bound=Callable[..., None])
@@ -78,7 +79,7 @@ class PendingEvent(msgspec.Struct, frozen=True):
 
     event: Any
     occurred_at: datetime | None = None
-    event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = msgspec.field(default_factory=new_event_id)  # time-ordered: see new_event_id
 
 
 class Aggregate(Generic[StateT]):
