@@ -93,6 +93,7 @@ class ChronikSide:
     def __init__(self, url: str) -> None:
         self.store: EventStore = open_store(url)
         self.repository = Repository(self.store)
+        self.repository.codec.register(Deposited)
 
     def append(self, events: int, per_commit: int) -> str:
         account = Account(str(uuid.uuid4()))
