@@ -313,3 +313,11 @@ def test_stored_data_that_no_longer_fits_names_the_stream_and_version(store: Eve
     store.append("account-a1", [NewEvent(type="Deposited", data={"amount": "ten"})])
     with pytest.raises(EventDataInvalid, match=r"'Deposited'.*account-a1 at version 1"):
         Repository(store).load(Account, "a1")
+
+
+def test_an_aggregate_without_a_state_type_says_how_to_declare_it() -> None:
+    class Untyped(Aggregate):  # type: ignore[type-arg]
+        category = "untyped"
+
+    with pytest.raises(InvalidInput, match=r"write class Untyped\(Aggregate\[MyState\]\)"):
+        Untyped("1")

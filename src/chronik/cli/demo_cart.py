@@ -37,6 +37,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     cart_stream = Cart.stream_name(cart_id)
     tea, mug = f"tea-{run}", f"mug-{run}"
     repository = aggregates.repository(store)
+    persistent = not store.url.startswith("memory:")  # worth pointing other commands at afterwards
     console.rule("[bold]chronik demo: the seed's shopping cart")
     console.print(
         f"store: {store.url}\ncart: {cart_stream}   products: {Product.stream_name(tea)}, "
@@ -75,10 +76,11 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
         f"the same by time (what the store knew at {before.recorded_at.isoformat()}): items {state['items']}",
         highlight=False,
     )
-    console.print(
-        f"try it: chronik state {cart_stream} --version {last.stream_version - 1} --store {store.url}",
-        highlight=False,
-    )
+    if persistent:
+        console.print(
+            f"try it: chronik state {cart_stream} --version {last.stream_version - 1} --store {store.url}",
+            highlight=False,
+        )
 
     # 4. A product update ----------------------------------------------------------------------
     console.rule("4. A product update: the price of tea goes up")
@@ -167,8 +169,9 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     # 7. The audit trail -----------------------------------------------------------------------
     console.rule("7. The audit trail")
     console.print(history_table(cart_stream, store.read_stream(cart_stream)))
-    console.print(
-        f"explore: chronik history {cart_stream} --store {store.url}\n"
-        f"         chronik state {cart_stream} --store {store.url}",
-        highlight=False,
-    )
+    if persistent:
+        console.print(
+            f"explore: chronik history {cart_stream} --store {store.url}\n"
+            f"         chronik state {cart_stream} --store {store.url}",
+            highlight=False,
+        )

@@ -129,7 +129,12 @@ class Aggregate(Generic[StateT]):
     @classmethod
     def initial_state(cls) -> StateT:
         """The state before any event. Override when a field has no sensible default."""
-        state: StateT = cls.state_type()  # type: ignore[assignment]
+        state_type = getattr(cls, "state_type", None)
+        if state_type is None:
+            raise InvalidInput(
+                f"{cls.__name__} does not say its state type: write class {cls.__name__}(Aggregate[MyState])"
+            )
+        state: StateT = state_type()
         return state
 
     @classmethod
