@@ -23,9 +23,11 @@ import contextlib
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
+
+import msgspec
 
 from chronik.clock import Clock
 from chronik.errors import ChronikError, SchemaTooNew, StoreUnavailable, StreamNotFound, WrongExpectedVersion
@@ -95,9 +97,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
 }
 
+# In `RecordedEvent`'s field order, so that a page of rows converts in one call (see `_to_recorded`).
 _EVENT_COLUMNS: Final = (
-    "global_position, event_id, stream_name, stream_version, event_type, "
-    "schema_version, data, metadata, recorded_at, occurred_at"
+    "event_id, stream_name, stream_version, global_position, event_type, "
+    "data, metadata, schema_version, recorded_at, occurred_at"
 )
 
 SQL_STREAM_VERSION: Final = "SELECT max(stream_version) FROM events WHERE stream_name = ?"
@@ -115,19 +118,9 @@ SQL_FIND_EVENT: Final = (
 )
 
 
-def _to_recorded(row: tuple[Any, ...]) -> RecordedEvent:
-    return RecordedEvent(
-        global_position=row[0],
-        event_id=uuid.UUID(row[1]),
-        stream=row[2],
-        stream_version=row[3],
-        type=row[4],
-        schema_version=row[5],
-        json_data=row[6],
-        json_metadata=row[7],
-        recorded_at=parse_timestamp(row[8]),
-        occurred_at=parse_timestamp(row[9]),
-    )
+def _to_recorded(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
+    """Rows of `_EVENT_COLUMNS` to events: msgspec parses the UUIDs and ISO times in C."""
+    return msgspec.convert(list(rows) if not isinstance(rows, list) else rows, list[RecordedEvent])
 
 
 class SQLiteUnitOfWork(UnitOfWork):
@@ -376,7 +369,7 @@ class SQLiteStore(EventStore):
         rows = connection.execute(sql, params).fetchall()
         if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
             raise StreamNotFound(stream)
-        return [_to_recorded(row) for row in rows]
+        return _to_recorded(rows)
 
     def read_stream_payloads(
         self,
@@ -433,7 +426,7 @@ class SQLiteStore(EventStore):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, limit))
-        return [_to_recorded(row) for row in self.connection().execute(sql, params)]
+        return _to_recorded(self.connection().execute(sql, params).fetchall())
 
     def head_position(self) -> int:
         row = self.connection().execute("SELECT max(global_position) FROM events").fetchone()
@@ -473,7 +466,7 @@ class SQLiteStore(EventStore):
             "ORDER BY global_position",
             (correlation_id,),
         )
-        return [_to_recorded(row) for row in rows]
+        return _to_recorded(rows)
 
     # -- checkpoints and snapshots -------------------------------------------------------------
 
