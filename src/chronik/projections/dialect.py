@@ -70,6 +70,23 @@ class RegistryRow(msgspec.Struct, frozen=True):
     updated_at: str
 
 
+class SealRow(msgspec.Struct, frozen=True):
+    """One seal: the event hashes of positions `from_position..to_position`, folded in global order."""
+
+    seal_no: int
+    from_position: int
+    to_position: int
+    event_count: int
+    previous_seal_hash: str
+    seal_hash: str
+    sealed_at: str
+
+
+ChainRow = tuple[int, str, str, int, str, int, str, str, str, str, str]
+"""(global_position, event_id, stream, version, type, schema_version, recorded_at, occurred_at,
+json_metadata, json_data, event_hash): an event as stored, exactly what its hash covers."""
+
+
 class Dialect(Protocol):
     """What a database must offer projections and seals. SQLite below; PostgreSQL later."""
 
@@ -93,6 +110,14 @@ class Dialect(Protocol):
     def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]: ...
     def drop_table(self, connection: SQLConnection, table: str) -> None: ...
     def head_position(self, connection: SQLConnection) -> int: ...
+    # -- seals (chronik.audit) --
+    def ensure_seals(self, connection: SQLConnection) -> None: ...
+    def seals(self, connection: SQLConnection) -> list[SealRow]: ...
+    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None: ...
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]: ...
+    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None: ...
 
 
 class SQLiteDialect:
@@ -141,6 +166,31 @@ class SQLiteDialect:
         "position = ?, building_version = NULL, building_code_version = NULL, building_position = NULL, "
         "updated_at = ? WHERE name = ? AND building_version = ? AND building_position = ?"
     )
+
+    SQL_CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
+        seal_no            INTEGER PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
+        from_position      INTEGER NOT NULL,     -- ranges are contiguous: from = previous seal's to + 1
+        to_position        INTEGER NOT NULL,
+        event_count        INTEGER NOT NULL,
+        previous_seal_hash TEXT    NOT NULL,     -- chains the seals: editing one breaks every later one
+        seal_hash          TEXT    NOT NULL,
+        sealed_at          TEXT    NOT NULL
+    )"""
+    SQL_SEALS: Final = (
+        "SELECT seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at "
+        "FROM seals ORDER BY seal_no"
+    )
+    SQL_INSERT_SEAL: Final = (
+        "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
+        "seal_hash, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    # Exactly the stored text the hash was computed over (events/chain.py), in global order.
+    SQL_CHAIN_ROWS: Final = (
+        "SELECT global_position, event_id, stream_name, stream_version, event_type, schema_version, "
+        "recorded_at, occurred_at, metadata, data, event_hash FROM events "
+        "WHERE global_position >= ? AND global_position <= ? ORDER BY global_position LIMIT ?"
+    )
+    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
 
     def write_connection(self, uow: UnitOfWork) -> sqlite3.Connection:
         connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
@@ -233,6 +283,44 @@ class SQLiteDialect:
     def head_position(self, connection: SQLConnection) -> int:
         row = connection.execute("SELECT max(global_position) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def ensure_seals(self, connection: SQLConnection) -> None:
+        connection.execute(self.SQL_CREATE_SEALS)
+
+    def seals(self, connection: SQLConnection) -> list[SealRow]:
+        try:
+            rows = connection.execute(self.SQL_SEALS).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
+        return [SealRow(*row) for row in rows]
+
+    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
+        connection.execute(
+            self.SQL_INSERT_SEAL,
+            (
+                seal.seal_no,
+                seal.from_position,
+                seal.to_position,
+                seal.event_count,
+                seal.previous_seal_hash,
+                seal.seal_hash,
+                seal.sealed_at,
+            ),
+        )
+
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]:
+        rows: list[ChainRow] = connection.execute(
+            self.SQL_CHAIN_ROWS, (from_position, to_position, limit)
+        ).fetchall()
+        return rows
+
+    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
+        row = connection.execute(self.SQL_EVENT_HASH_AT, (stream, version)).fetchone()
+        return None if row is None else str(row[0])
 
 
 def _now() -> str:
