@@ -108,7 +108,10 @@ def _format(statement: str, tables: Mapping[str, str]) -> str:
         name = match.group(1)
         if name not in tables:
             raise InvalidProjection(f"SQL names table {{{name}}}, which is not declared in `tables`")
-        return f'"{tables[name]}"'
+        # Unquoted on purpose: physical names are checked identifiers (lower-case, digits, `_`,
+        # always containing `__`, so never a keyword), and staying bare lets a schema derive
+        # index names from them: `CREATE INDEX {carts}_status ON {carts} (status)`.
+        return tables[name]
 
     return _PLACEHOLDER.sub(replace, statement)
 
