@@ -213,6 +213,8 @@ def verify(
 
     Reads only (in batches, never holding the write lock) until the optional sealing at the end.
     """
+    if max_events < 1:
+        raise ChronikError("max_events must be at least 1")
     dialect = dialect_for(store)
     connection: SQLConnection = store.connection()  # type: ignore[attr-defined]
     head = store.head_position()
@@ -228,6 +230,13 @@ def verify(
     )
     in_seal = 0
     sealed_to = seals[-1].to_position if seals else 0
+    # The unsealed tail is sealed from this same pass (no second read), if everything checks out.
+    tail = _SealBuilder(
+        seals[-1].seal_no + 1 if seals else 1,
+        sealed_to + 1,
+        seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS,
+        max_events,
+    )
     position = 1
     while position <= head:
         rows = dialect.chain_rows(connection, position, head, READ_BATCH)
@@ -247,6 +256,8 @@ def verify(
             if seal_index < len(seals) and digest is not None and current >= seals[seal_index].from_position:
                 fold(digest, current, row[10])
                 in_seal += 1
+            elif current > sealed_to:
+                tail.add(current, row[10])
         position = rows[-1][0] + 1
         if progress is not None:
             progress(rows[-1][0], head)
@@ -267,7 +278,9 @@ def verify(
         )
     added: list[SealRow] = []
     if seal_after and not breaks:
-        added = seal(store, max_events=max_events, up_to=head, _tips=chains.tips)
+        added = tail.close()
+        if added:
+            _insert(store, dialect, added)
     all_seals = seals + added
     return VerifyReport(
         events=events,
@@ -327,7 +340,6 @@ def seal(
     *,
     max_events: int = DEFAULT_SEAL_EVENTS,
     up_to: int | None = None,
-    _tips: dict[str, tuple[int, str]] | None = None,
 ) -> list[SealRow]:
     """Seal every event not yet sealed, in ranges of at most `max_events` events; returns the new seals.
 
@@ -344,32 +356,52 @@ def seal(
     next_no = (seals[-1].seal_no + 1) if seals else 1
     start = (seals[-1].to_position + 1) if seals else 1
     chains = _Chains(lookup=lambda stream, version: dialect.stored_event_hash(connection, stream, version))
-    if _tips is not None:  # verify already walked the whole log: reuse its tips, skip re-checking
-        chains.tips = dict(_tips)
-    new: list[SealRow] = []
+    builder = _SealBuilder(next_no, start, previous_hash, max_events)
     position = start
-    digest, count, first, last = seal_digest(next_no, start, previous_hash), 0, start, 0
     while position <= head:
-        rows = dialect.chain_rows(connection, position, head, min(READ_BATCH, max_events))
+        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
         if not rows:
             break
         for row in rows:
-            if _tips is None:
-                chains.check(row)
-            fold(digest, row[0], row[10])
-            count, last = count + 1, row[0]
-            if count == max_events:
-                new.append(_seal_row(next_no, first, last, count, previous_hash, finish(digest, last, count)))
-                previous_hash, next_no, first = new[-1].seal_hash, next_no + 1, last + 1
-                digest, count = seal_digest(next_no, first, previous_hash), 0
+            chains.check(row)
+            builder.add(row[0], row[10])
         position = rows[-1][0] + 1
-    if count:
-        new.append(_seal_row(next_no, first, last, count, previous_hash, finish(digest, last, count)))
+    new = builder.close()
     if chains.breaks:
         raise TamperDetected(min(chains.breaks, key=Break.sort_key))
     if new:
         _insert(store, dialect, new)
     return new
+
+
+class _SealBuilder:
+    """Folds events, in global order, into consecutive seals of at most `max_events` events."""
+
+    def __init__(self, next_no: int, start: int, previous_hash: str, max_events: int) -> None:
+        self.next_no, self.first, self.previous_hash = next_no, start, previous_hash
+        self.max_events = max_events
+        self.digest = seal_digest(next_no, start, previous_hash)
+        self.count = self.last = 0
+        self.sealed: list[SealRow] = []
+
+    def add(self, position: int, stored_hash: str) -> None:
+        fold(self.digest, position, stored_hash)
+        self.count, self.last = self.count + 1, position
+        if self.count == self.max_events:
+            self._seal()
+
+    def _seal(self) -> None:
+        digest = finish(self.digest, self.last, self.count)
+        self.sealed.append(
+            _seal_row(self.next_no, self.first, self.last, self.count, self.previous_hash, digest)
+        )
+        self.next_no, self.first, self.previous_hash = self.next_no + 1, self.last + 1, digest
+        self.digest, self.count = seal_digest(self.next_no, self.first, self.previous_hash), 0
+
+    def close(self) -> list[SealRow]:
+        if self.count:
+            self._seal()
+        return self.sealed
 
 
 def _seal_row(no: int, first: int, last: int, count: int, previous: str, digest: str) -> SealRow:
