@@ -68,6 +68,7 @@ class RegistryRow(msgspec.Struct, frozen=True):
     building_code_version: int | None  # ... the code version building it ...
     building_position: int | None  # ... and how far it got
     updated_at: str
+    side_effects_after: int  # the log's head when the projection was registered: older events are history
 
 
 class SealRow(msgspec.Struct, frozen=True):
@@ -135,15 +136,21 @@ class SQLiteDialect:
         building_version      INTEGER,           -- a rebuild in progress (NULL: none)
         building_code_version INTEGER,
         building_position     INTEGER,
-        updated_at            TEXT    NOT NULL
+        updated_at            TEXT    NOT NULL,
+        side_effects_after    INTEGER NOT NULL   -- side effects only for events after this position
     ) WITHOUT ROWID"""
     SQL_REGISTRY_COLUMNS: Final = (
         "name, live_version, code_version, position, building_version, building_code_version, "
-        "building_position, updated_at"
+        "building_position, updated_at, side_effects_after"
     )
+    # A new projection starts at position 0 with an empty table set v1. Its side effects start
+    # after the head of the log at registration: the first catch-up replays history, which must
+    # not send an e-mail for every past event either.
     SQL_INSERT_REGISTRY: Final = (
-        "INSERT INTO projections (name, live_version, code_version, position, updated_at) "
-        "VALUES (?, 1, ?, 0, ?) ON CONFLICT (name) DO NOTHING"
+        "INSERT INTO projections "
+        "(name, live_version, code_version, position, updated_at, side_effects_after) "
+        "VALUES (?, 1, ?, 0, ?, (SELECT coalesce(max(global_position), 0) FROM events)) "
+        "ON CONFLICT (name) DO NOTHING"
     )
     # Every update names the state it expects (live version and position): an update from a
     # worker whose view is out of date changes no row, and the caller rolls back its batch.

@@ -88,7 +88,8 @@ def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
     The log is read outside the transaction (reads never block writers); the transaction then
     checks that the checkpoint has not moved, writes the rows, moves the checkpoint, and commits.
     Side effects run after the commit: at most once (a crash right after the commit skips them;
-    give them an outbox table in the same transaction if they must happen at least once).
+    give them an outbox table in the same transaction if they must happen at least once), and
+    only for events appended after the projection was registered (older events are history).
     """
     store = projection.store
     row = projection.ensure()
@@ -108,7 +109,9 @@ def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
                 connection, projection.name, row.live_version, row.position, new_position
             ):
                 raise ProjectionMoved(projection.name)
-            projection.apply(projection.tx(connection, live_slot(row.live_version)), page, effects)
+            projection.apply(
+                projection.tx(connection, live_slot(row.live_version)), page, effects, row.side_effects_after
+            )
     except ProjectionMoved:
         return BatchResult(0, row.position, head)
     for effect, event in effects:

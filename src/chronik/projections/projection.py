@@ -37,7 +37,12 @@ from chronik.projections.dialect import (
     check_identifier,
     dialect_for,
 )
-from chronik.projections.errors import InvalidProjection, ProjectionNotFound, ProjectionTimeout
+from chronik.projections.errors import (
+    InvalidProjection,
+    ProjectionError,
+    ProjectionNotFound,
+    ProjectionTimeout,
+)
 from chronik.store.contract import EventStore
 
 SideEffect = Callable[[Any, RecordedEvent], None]
@@ -191,6 +196,7 @@ class Projection:
         self.store = store
         self.dialect: Dialect = dialect_for(store)
         self._sql_caches: dict[str, dict[str, str]] = {}
+        self._registered = False
 
     def tx(self, connection: SQLConnection, slot: str) -> ProjectionTx:
         """A `ProjectionTx` on the table set `slot` (formatted statements cached per set)."""
@@ -212,13 +218,22 @@ class Projection:
         tx: ProjectionTx,
         events: Sequence[RecordedEvent],
         side_effects: list[tuple[SideEffect, RecordedEvent]] | None,
+        side_effects_after: int = 0,
     ) -> None:
-        """Run the handlers of `events` against `tx`'s table set; collect side effects if a list is given."""
+        """Run the handlers of `events` against `tx`'s table set.
+
+        When `side_effects` is a list, the side effects of events after `side_effects_after`
+        are collected into it, to be run once the transaction has committed; replays pass None.
+        """
         handlers = self._handlers
         for event in events:
             for handler, side_effect in handlers.get(event.type, ()):
                 handler(self, tx, event)
-                if side_effect is not None and side_effects is not None:
+                if (
+                    side_effect is not None
+                    and side_effects is not None
+                    and event.global_position > side_effects_after
+                ):
                     side_effects.append((side_effect, event))
 
     # -- tables --------------------------------------------------------------------------------
@@ -240,6 +255,7 @@ class Projection:
         with self.dialect.read_snapshot(self.store) as connection:
             row = self.dialect.registry_row(connection, self.name)
         if row is not None:
+            self._registered = True
             return row
         with self.store.transaction() as uow:
             connection = self.dialect.write_connection(uow)
@@ -250,6 +266,7 @@ class Projection:
                 self.dialect.insert_registry_row(connection, self.name, self.version)
                 row = self.dialect.registry_row(connection, self.name)
         assert row is not None
+        self._registered = True
         return row
 
     def registry_row(self) -> RegistryRow | None:
@@ -260,10 +277,12 @@ class Projection:
 
     def query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a SELECT against the live table set (`{table}` placeholders), in one read snapshot."""
-        self.ensure()
+        if not self._registered:
+            self.ensure()
         with self.dialect.read_snapshot(self.store) as connection:
             row = self.dialect.registry_row(connection, self.name)
-            assert row is not None
+            if row is None:
+                raise ProjectionError(f"projection {self.name!r} is no longer registered in {self.store!r}")
             return self.tx(connection, live_slot(row.live_version)).query(statement, parameters)
 
     def position(self) -> int:
