@@ -66,6 +66,7 @@ def test_async_runner_applies_each_event_once_and_skips_unhandled_types(sqlite_s
     assert counts.rows() == {f"acct-{i}": (3, 3) for i in range(4)}
 
 
+@pytest.mark.timeout(60)
 def test_two_runners_racing_on_one_projection_apply_each_event_exactly_once(sqlite_store: EventStore) -> None:
     append_deposits(sqlite_store, streams=20, per_stream=10)
     errors: list[BaseException] = []
@@ -89,6 +90,7 @@ def test_two_runners_racing_on_one_projection_apply_each_event_exactly_once(sqli
     assert all(row == (10, 10) for row in rows.values())
 
 
+@pytest.mark.timeout(60)
 def test_read_your_writes_with_a_background_runner(sqlite_store: EventStore) -> None:
     counts = Counts(sqlite_store)
     with ProjectionRunner(sqlite_store, [counts], poll_interval=0.005):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import threading
+import time
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -11,14 +14,16 @@ import pytest
 from chronik.clock import ManualClock
 from chronik.events.envelope import RecordedEvent
 from chronik.projections import (
+    ProjectionError,
     ProjectionRunner,
     ProjectionTx,
     build_as_of,
     handles,
     rebuild,
     reconcile,
+    run_batch,
 )
-from chronik.store import EventStore
+from chronik.store import EventStore, open_store
 from tests.projections.conftest import Counts, append_deposits, deposit, table_names
 
 
@@ -185,3 +190,90 @@ def test_reconcile_names_the_row_corrupted_by_hand(sqlite_store: EventStore) -> 
     changed = next(d for d in report.differences if d.kind == "changed")
     assert "acct-3" in changed.describe() and "999" in changed.describe() and "30" in changed.describe()
     assert not any("scratch" in name for name in table_names(sqlite_store))  # scratch set dropped
+
+
+def test_a_query_in_flight_during_the_swap_still_reads_the_old_set(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    counts.attach_inline()
+    append_deposits(sqlite_store, streams=3, per_stream=2, amount=5)
+    reader_store = open_store(sqlite_store.url)  # a reader with its own connection, as in another process
+    reader = Counts(reader_store)
+    with reader.dialect.read_snapshot(reader_store) as connection:
+        row = reader.dialect.registry_row(connection, "counts")
+        assert row is not None and row.live_version == 1
+        tx = reader.tx(connection, "v1")
+        assert tx.query("SELECT sum(total) FROM {streams}") == [(30,)]
+        rebuild(CountsV2(sqlite_store), batch_size=2)  # swaps and drops v1 while the reader is inside
+        assert tx.query("SELECT sum(total) FROM {streams}") == [(30,)]  # its snapshot still has v1
+    assert reader.rows()["acct-0"] == (2, 1000)  # the next query sees v2
+    reader_store.close()
+
+
+@pytest.mark.timeout(60)
+def test_rebuild_while_a_background_runner_and_writers_are_busy(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    append_deposits(sqlite_store, streams=5, per_stream=20)
+    stop, writing = threading.Event(), threading.Event()
+
+    def write() -> None:
+        writer = open_store(sqlite_store.url)
+        for count in itertools.count(1):
+            if stop.is_set():
+                break
+            writer.append("acct-w", [deposit(1)])
+            if count == 5:
+                writing.set()
+            time.sleep(0.002)  # a busy writer, not a tight loop: SQLite's lock is not fair to waiters
+        writer.close()
+
+    with ProjectionRunner(sqlite_store, [counts], batch_size=7, poll_interval=0.001) as runner:
+        writer_thread = threading.Thread(target=write)
+        writer_thread.start()
+        try:
+            assert writing.wait(10)
+            rebuild_store = open_store(sqlite_store.url)
+            # Pause between batches so appends and runner rounds interleave with the rebuild.
+            result = rebuild(CountsV2(rebuild_store), batch_size=9, progress=lambda p, h: time.sleep(0.005))
+            rebuild_store.close()
+        finally:
+            stop.set()
+            writer_thread.join()
+        assert runner.last_error is None
+    assert result.new_version == 2
+    # After the swap the old code's runner leaves the new set alone; the new code keeps it.
+    assert run_batch(counts).stale
+    new = CountsV2(sqlite_store)
+    ProjectionRunner(sqlite_store, [new]).run_until_caught_up()
+    final = sqlite_store.head_position()
+    assert new.position() == final
+    written = final - 100
+    assert written >= 5
+    rows = new.rows()
+    assert rows["acct-w"][0] == written  # every event exactly once, across the swap
+    assert rows["acct-0"] == (20, 2000)  # the new code's unit: built by v2
+    assert reconcile(CountsV2(sqlite_store)).ok
+
+
+def test_a_runner_can_rebuild_a_projection_whose_code_changed(sqlite_store: EventStore) -> None:
+    append_deposits(sqlite_store, streams=2, per_stream=3)
+    ProjectionRunner(sqlite_store, [Counts(sqlite_store)]).run_until_caught_up()
+    new = CountsV2(sqlite_store)
+    with pytest.raises(ProjectionError, match="built by another code version"):
+        ProjectionRunner(sqlite_store, [new]).run_until_caught_up(timeout=5)
+    ProjectionRunner(sqlite_store, [new], rebuild_stale=True).run_until_caught_up(timeout=5)
+    row = new.registry_row()
+    assert row is not None and (row.live_version, row.code_version) == (2, 2)
+    assert new.rows() == {"acct-0": (3, 300), "acct-1": (3, 300)}
+
+
+def test_old_inline_code_leaves_the_new_set_to_the_new_code(sqlite_store: EventStore) -> None:
+    old = Counts(sqlite_store)
+    old.attach_inline()
+    append_deposits(sqlite_store, streams=1, per_stream=2)
+    new = CountsV2(sqlite_store)
+    rebuild(new)
+    sqlite_store.append("acct-0", [deposit(1)])  # the old hook does not write v2 with v1 code
+    assert new.rows() == {"acct-0": (2, 200)} and new.position() == 2
+    new.attach_inline()  # the new code's hook applies what the old one left, from the log
+    sqlite_store.append("acct-0", [deposit(1)])
+    assert new.rows() == {"acct-0": (4, 400)} and new.position() == 4

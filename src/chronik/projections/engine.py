@@ -56,7 +56,10 @@ def _inline_hook(projection: Projection, uow: UnitOfWork, events: Sequence[Recor
     if row is None:
         raise ProjectionError(f"projection {projection.name!r} is attached inline but not registered")
     last = events[-1].global_position
-    if row.position >= last:
+    if row.position >= last or row.code_version != projection.version:
+        # Already applied; or the live set was built by other code (a rolling deploy: before the
+        # swap the old code keeps it, after the swap the new code does). The matching code's
+        # next append applies what this one leaves, from the log.
         return
     handled = projection._handlers
     fresh = [event for event in events if event.global_position > row.position and event.type in handled]
@@ -80,6 +83,7 @@ class BatchResult(msgspec.Struct, frozen=True):
     applied: int  # events handed to handlers
     position: int  # the checkpoint after the batch
     head: int  # the log's head when the batch was read
+    stale: bool = False  # the live set was built by another code version: nothing was applied
 
 
 def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
@@ -94,6 +98,10 @@ def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
     store = projection.store
     row = projection.ensure()
     head = store.head_position()
+    if row.code_version != projection.version:
+        # Blue/green: each code version keeps only the table set it built. Old code stops at the
+        # swap; new code waits for it (or rebuilds: `ProjectionRunner(rebuild_stale=True)`).
+        return BatchResult(0, row.position, head, stale=True)
     if row.position >= head:
         return BatchResult(0, row.position, head)
     page = store.read_all(
@@ -135,6 +143,15 @@ def catch_up(projection: Projection, batch_size: int = 500) -> int:
     while True:
         result = run_batch(projection, batch_size)
         applied += result.applied
+        if result.stale:
+            log.warning(
+                "projection %s: the live tables were built by another code version than %d; "
+                "they are left to it until `chronik projections rebuild %s` swaps in this one",
+                projection.name,
+                projection.version,
+                projection.name,
+            )
+            return applied
         if result.position >= target:
             return applied
 
@@ -155,6 +172,7 @@ class ProjectionRunner:
         *,
         batch_size: int = 500,
         poll_interval: float = 0.02,
+        rebuild_stale: bool = False,
     ) -> None:
         for projection in projections:
             if projection.store is not store:
@@ -163,6 +181,8 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.rebuild_stale = rebuild_stale
+        self._warned: set[str] = set()
         self.last_error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,13 +193,56 @@ class ProjectionRunner:
         for projection in self.projections:
             before = projection.position()
             result = run_batch(projection, self.batch_size)
+            if result.stale:
+                moved += self._stale(projection)
+                continue
             moved += result.position > before
         return moved
 
+    def _stale(self, projection: Projection) -> bool:
+        """The live set is another code version's. Rebuild it if asked to (and the code is newer)."""
+        row = projection.registry_row()
+        if self.rebuild_stale and row is not None and projection.version > row.code_version:
+            from chronik.projections.rebuild import rebuild
+
+            log.info("projection %s: rebuilding for code version %d", projection.name, projection.version)
+            rebuild(projection, batch_size=max(self.batch_size, 1000))
+            return True
+        if projection.name not in self._warned:
+            self._warned.add(projection.name)
+            log.warning(
+                "projection %s: live tables were built by code version %s, this runner has %d; "
+                "not applying (rebuild it, or start the runner with rebuild_stale=True)",
+                projection.name,
+                None if row is None else row.code_version,
+                projection.version,
+            )
+        return False
+
+    def stale(self) -> list[str]:
+        """Projections whose live tables this runner's code did not build (it leaves them alone)."""
+        names = []
+        for projection in self.projections:
+            row = projection.registry_row()
+            if row is not None and row.code_version != projection.version:
+                names.append(projection.name)
+        return names
+
     def run_until_caught_up(self, timeout: float = 60.0) -> None:
+        """Run rounds until every projection's live set (built by this code) reaches today's head."""
+        for projection in self.projections:
+            projection.ensure()
         target = self.store.head_position()
         deadline = time.monotonic() + timeout
-        while any(projection.position() < target for projection in self.projections):
+        while True:
+            stale = self.stale()
+            if stale and not self.rebuild_stale:
+                raise ProjectionError(
+                    f"projection(s) {', '.join(stale)}: the live tables were built by another code "
+                    "version; rebuild them (chronik projections rebuild NAME) to catch up"
+                )
+            if not stale and all(projection.position() >= target for projection in self.projections):
+                return
             if time.monotonic() > deadline:
                 raise ProjectionError(f"projections did not reach position {target} within {timeout}s")
             self.run_once()

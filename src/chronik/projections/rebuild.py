@@ -28,6 +28,8 @@ Progress = Callable[[int, int], None]
 """`progress(position, head)`: called after each committed batch."""
 
 DEFAULT_BATCH: int = 1000
+FINAL_STEP_BATCHES: int = 4  # at most this many batches' worth of log is left for the locked step ...
+MAX_ROUNDS: int = 8  # ... unless writers kept ahead of the rebuild for this many rounds
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -72,11 +74,18 @@ def rebuild(
     slot = live_slot(target)
     event_types = projection.event_types()
     applied = 0
+    rounds = 0
     while True:
         head = store.head_position()
-        page = store.read_all(position + 1, to_position=head, event_types=event_types, limit=batch_size)
-        if len(page) >= batch_size:  # more to come: an ordinary batch, no lock held while reading
-            new_position = page[-1].global_position
+        # Converge: each round replays up to the head seen at its start, without holding the lock.
+        # Once what is left is small (or writers outpace us for too many rounds), the rest is
+        # applied in the final, locked transaction: blocking writers briefly is the price of the swap.
+        if head - position <= FINAL_STEP_BATCHES * batch_size or rounds >= MAX_ROUNDS:
+            break
+        rounds += 1
+        while position < head:
+            page = store.read_all(position + 1, to_position=head, event_types=event_types, limit=batch_size)
+            new_position = page[-1].global_position if len(page) >= batch_size else head
             with store.transaction() as uow:
                 connection = dialect.write_connection(uow)
                 if not dialect.advance_building(connection, name, target, position, new_position):
@@ -85,22 +94,22 @@ def rebuild(
             applied += len(page)
             position = new_position
             if progress is not None:
-                progress(position, head)
-            continue
-        # Nearly there: finish under the write lock, and swap in the same transaction.
-        with store.transaction() as uow:
-            connection = dialect.write_connection(uow)
-            final_head = dialect.head_position(connection)  # no append can commit until we do
-            rest = store.read_all(position + 1, to_position=final_head, event_types=event_types)
-            projection.apply(projection.tx(connection, slot), rest, None)
-            if not dialect.swap(connection, name, target, position, final_head):
-                raise ProjectionMoved(name)
-            for table in projection.table_set(live_slot(old_version)).values():
-                dialect.drop_table(connection, table)
-        applied += len(rest)
-        if progress is not None:
-            progress(final_head, final_head)
-        return RebuildResult(name, old_version, target, final_head, applied, resumed)
+                progress(position, store.head_position())
+    # The last batch and the swap, in one transaction that holds the write lock: no append can
+    # commit between "caught up" and "swapped", so the new set misses nothing.
+    with store.transaction() as uow:
+        connection = dialect.write_connection(uow)
+        final_head = dialect.head_position(connection)
+        rest = store.read_all(position + 1, to_position=final_head, event_types=event_types)
+        projection.apply(projection.tx(connection, slot), rest, None)
+        if not dialect.swap(connection, name, target, position, final_head):
+            raise ProjectionMoved(name)
+        for table in projection.table_set(live_slot(old_version)).values():
+            dialect.drop_table(connection, table)
+    applied += len(rest)
+    if progress is not None:
+        progress(final_head, final_head)
+    return RebuildResult(name, old_version, target, final_head, applied, resumed)
 
 
 # -- scratch table sets: --as-of and reconciliation -------------------------------------------
