@@ -56,6 +56,13 @@ def test_rebuild_as_of_leaves_live_alone(store_url: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "log position 5" in result.output and "carts_by_status__carts__scratch_asof_p5" in result.output
+    status = runner.invoke(app, ["projections", "status", "-s", store_url])
+    assert "asof_p5" in status.output
+    drop = ["projections", "drop-scratch", "carts_by_status", "asof_p5", "-s", store_url]
+    dropped = runner.invoke(app, drop)
+    assert dropped.exit_code == 0 and "dropped 1 scratch set(s)" in dropped.output
+    again = runner.invoke(app, drop)
+    assert again.exit_code == 2 and "no scratch set 'asof_p5'" in again.output
     bad = runner.invoke(
         app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
     )

@@ -42,9 +42,11 @@ from chronik.projections import (
     Projection,
     build_as_of,
     dialect_for,
+    drop_scratch_label,
     projection_named,
     rebuild,
     registered_projections,
+    scratch_labels,
 )
 from chronik.projections import (
     reconcile as reconcile_projection,
@@ -196,7 +198,11 @@ def rebuild_command(
                     projection, position=position, at=moment, batch_size=batch_size, progress=progress
                 )
             tables = ", ".join(view.tables.values())
-            console.print(f"built {name} as of {as_of} (log position {view.position}) into: {tables}")
+            label = view.slot.removeprefix("scratch_")
+            console.print(
+                f"built {name} as of {as_of} (log position {view.position}) into: {tables}\n"
+                f"query them there; drop them with: chronik projections drop-scratch {name} {label}"
+            )
             return
         with _progress(f"rebuild {name}") as progress:
             result = rebuild(projection, batch_size=batch_size, progress=progress)
@@ -217,14 +223,15 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
             rows = {row.name: row for row in dialect.registry_rows(connection)}
             head = dialect.head_position(connection)
         code = registered_projections()
+        scratch = {name: scratch_labels(cls(store)) for name, cls in code.items() if name in rows}
         table = Table(title=f"projections (log head {head})")
-        for column in ("name", "live tables", "built by", "code", "position", "lag", "rebuilding"):
+        for column in ("name", "live tables", "built by", "code", "position", "lag", "rebuilding", "scratch"):
             table.add_column(column, justify="right" if column in ("position", "lag") else "left")
         for name in sorted(rows.keys() | code.keys()):
             row, cls = rows.get(name), code.get(name)
             code_text = "-" if cls is None else f"v{cls.version}"
             if row is None:
-                table.add_row(name, "not built", "-", code_text, "-", "-", "")
+                table.add_row(name, "not built", "-", code_text, "-", "-", "", "")
                 continue
             if cls is not None and cls.version != row.code_version:
                 code_text += " [yellow](changed: rebuild)[/]"
@@ -239,8 +246,29 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
                 str(row.position),
                 str(max(0, head - row.position)),
                 building,
+                ", ".join(scratch.get(name, [])),
             )
         Console(width=160).print(table)
+
+
+@projections_app.command("drop-scratch")
+def drop_scratch_command(
+    name: Annotated[str, typer.Argument(help="The projection's registered name.")],
+    label: Annotated[str | None, typer.Argument(help="One scratch set (default: all of them).")] = None,
+    store_url: StoreOption = None,
+    modules: ModuleOption = None,
+) -> None:
+    """Drop NAME's scratch table sets left by `rebuild --as-of` (the live tables are not touched)."""
+    with _store(store_url) as store:
+        projection = _projection(store, name, modules)
+        labels = scratch_labels(projection)
+        if label is not None:
+            if label not in labels:
+                _fail(f"{name} has no scratch set {label!r} (it has: {', '.join(labels) or 'none'})")
+            labels = [label]
+        for each in labels:
+            drop_scratch_label(projection, each)
+        _out().print(f"dropped {len(labels)} scratch set(s) of {name}: {', '.join(labels) or '-'}")
 
 
 # -- reconcile, trace, verify, seal -------------------------------------------------------------

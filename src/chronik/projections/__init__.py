@@ -30,8 +30,10 @@ from chronik.projections.rebuild import (
     ScratchView,
     build_as_of,
     build_scratch,
+    drop_scratch_label,
     rebuild,
     reconcile,
+    scratch_labels,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "build_scratch",
     "catch_up",
     "dialect_for",
+    "drop_scratch_label",
     "handles",
     "projection_named",
     "rebuild",
@@ -65,4 +68,5 @@ __all__ = [
     "register_projection",
     "registered_projections",
     "run_batch",
+    "scratch_labels",
 ]

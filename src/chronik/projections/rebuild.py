@@ -207,6 +207,19 @@ def build_as_of(
     )
 
 
+def scratch_labels(projection: Projection) -> list[str]:
+    """The labels of this projection's scratch sets (time-machine builds) still in the database."""
+    prefix = f"{projection.name}__"
+    with projection.dialect.read_snapshot(projection.store) as connection:
+        tables = projection.dialect.tables_with_prefix(connection, prefix)
+    slots = {table.rsplit("__", 1)[1] for table in tables if table.count("__") == 2}
+    return sorted(slot.removeprefix("scratch_") for slot in slots if slot.startswith("scratch_"))
+
+
+def drop_scratch_label(projection: Projection, label: str) -> None:
+    drop_scratch(projection, "scratch_" + check_identifier(label, "scratch label"))
+
+
 def drop_scratch(projection: Projection, slot: str) -> None:
     with projection.store.transaction() as uow:
         connection = projection.dialect.write_connection(uow)
