@@ -126,3 +126,30 @@ def test_verify_in_a_real_process_names_the_deleted_event(store_url: str) -> Non
     assert done.returncode == 1, done.stderr
     assert "missing at stream 'cart-0', version 2, position 7" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def run_cli(*args: str, store_url: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]  # so `tests.projections.sample_projections` imports
+    return subprocess.run(
+        [sys.executable, "-m", "chronik.cli.projections", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHRONIK_STORE": store_url},
+        cwd=root,
+        timeout=60,
+    )
+
+
+def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str) -> None:
+    module = "tests.projections.sample_projections"
+    rebuilt = run_cli("projections", "rebuild", "event_type_counts", "--module", module, store_url=store_url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "event_type_counts: version 2 is live at position 31" in rebuilt.stdout
+    assert "ev/s" in rebuilt.stderr  # the progress bar, with its rate, on stderr
+    status = run_cli("projections", "status", "-m", module, store_url=store_url)
+    assert status.returncode == 0 and "event_type_counts" in status.stdout
+    reconciled = run_cli("reconcile", "event_type_counts", "-m", module, store_url=store_url)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    missing = run_cli("projections", "status", "-m", "no.such.module", store_url=store_url)
+    assert missing.returncode == 2 and "cannot import projection module 'no.such.module'" in missing.stderr
+    assert "Traceback" not in missing.stderr

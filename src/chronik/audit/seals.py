@@ -33,7 +33,7 @@ import msgspec
 from chronik.errors import ChronikError
 from chronik.events.chain import GENESIS, event_hash
 from chronik.events.envelope import format_timestamp
-from chronik.projections.dialect import ChainRow, Dialect, SealRow, SQLConnection, dialect_for
+from chronik.projections.dialect import ChainRow, Dialect, SealRow, dialect_for
 from chronik.store.contract import EventStore
 
 DEFAULT_SEAL_EVENTS: Final = 10_000
@@ -216,7 +216,7 @@ def verify(
     if max_events < 1:
         raise ChronikError("max_events must be at least 1")
     dialect = dialect_for(store)
-    connection: SQLConnection = store.connection()  # type: ignore[attr-defined]
+    connection = dialect.read_connection(store)
     head = store.head_position()
     seals = dialect.seals(connection)
     chains = _Chains()
@@ -349,7 +349,7 @@ def seal(
     if max_events < 1:
         raise ChronikError("max_events must be at least 1")
     dialect = dialect_for(store)
-    connection: SQLConnection = store.connection()  # type: ignore[attr-defined]
+    connection = dialect.read_connection(store)
     head = store.head_position() if up_to is None else up_to
     seals = dialect.seals(connection)
     previous_hash = seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS

@@ -134,6 +134,8 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed and task.completed:  # too few updates for rich's estimate
+            speed = task.completed / task.elapsed
         return Text("" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
 
 

@@ -92,6 +92,7 @@ class Dialect(Protocol):
     """What a database must offer projections and seals. SQLite below; PostgreSQL later."""
 
     def write_connection(self, uow: UnitOfWork) -> SQLConnection: ...
+    def read_connection(self, store: EventStore) -> SQLConnection: ...
     def read_snapshot(self, store: EventStore) -> contextlib.AbstractContextManager[SQLConnection]: ...
     def ensure_registry(self, connection: SQLConnection) -> None: ...
     def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None: ...
@@ -203,6 +204,11 @@ class SQLiteDialect:
         connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
         return connection
 
+    def read_connection(self, store: EventStore) -> sqlite3.Connection:
+        """This thread's connection, outside any transaction: each statement reads the latest commit."""
+        connection: sqlite3.Connection = store.connection()  # type: ignore[attr-defined]
+        return connection
+
     @contextlib.contextmanager
     def read_snapshot(self, store: EventStore) -> Iterator[sqlite3.Connection]:
         """A read transaction: every statement in it sees one snapshot (WAL), whatever commits meanwhile.
@@ -210,7 +216,7 @@ class SQLiteDialect:
         Queries look up the live version and read its tables in one snapshot, so a swap that
         commits in between (and drops the old tables) cannot pull a table from under them.
         """
-        connection: sqlite3.Connection = store.connection()  # type: ignore[attr-defined]
+        connection = self.read_connection(store)
         if connection.in_transaction:  # already inside a unit of work on this thread: reuse it
             yield connection
             return

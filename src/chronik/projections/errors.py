@@ -47,6 +47,7 @@ class UnsupportedStore(ProjectionError):
     def __init__(self, store: object) -> None:
         self.store = store
         super().__init__(
-            f"projections write SQL tables in the store's database, and {store!r} has no SQL "
-            "dialect for them (SQLite has one; PostgreSQL will)"
+            f"{store!r} has no SQL dialect for projections and seals (SQLite has one; PostgreSQL "
+            "will). Projections keep their tables in the store's database; the memory store keeps "
+            "no hashes, so it has no tamper evidence to verify"
         )
