@@ -277,3 +277,10 @@ def test_old_inline_code_leaves_the_new_set_to_the_new_code(sqlite_store: EventS
     new.attach_inline()  # the new code's hook applies what the old one left, from the log
     sqlite_store.append("acct-0", [deposit(1)])
     assert new.rows() == {"acct-0": (4, 400)} and new.position() == 4
+
+
+def test_reconcile_refuses_to_compare_tables_built_by_other_code(sqlite_store: EventStore) -> None:
+    append_deposits(sqlite_store, streams=1, per_stream=2)
+    ProjectionRunner(sqlite_store, [Counts(sqlite_store)]).run_until_caught_up()
+    with pytest.raises(ProjectionError, match="built by code version 1, and this is version 2"):
+        reconcile(CountsV2(sqlite_store))

@@ -13,7 +13,9 @@ Nothing here runs side effects: a replay re-derives tables, it does not re-live 
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -276,8 +278,14 @@ def reconcile(
     """
     store, dialect, name = projection.store, projection.dialect, projection.name
     row = projection.ensure()
+    if row.code_version != projection.version:
+        raise ProjectionError(
+            f"the live tables of {name!r} were built by code version {row.code_version}, and this is "
+            f"version {projection.version}: they differ by design; rebuild it before reconciling"
+        )
+    label = f"reconcile_{os.getpid()}_{threading.get_ident() % 100_000}"  # concurrent runs do not collide
     view = build_scratch(
-        projection, "reconcile", to_position=row.position, batch_size=batch_size, progress=progress
+        projection, label, to_position=row.position, batch_size=batch_size, progress=progress
     )
     try:
         with store.transaction() as uow:
