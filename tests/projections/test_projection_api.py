@@ -157,6 +157,28 @@ def test_declaration_errors_are_found_at_class_creation() -> None:
             schema = ("CREATE TABLE {t} (x INTEGER)",)
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE carts (x INTEGER)",
+        "CREATE INDEX carts_status ON {t} (x)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS fixed ON {t} (x)",
+    ],
+)
+def test_schema_objects_with_fixed_names_are_refused(statement: str) -> None:
+    """A fixed name would collide between the live set and the one a rebuild is writing."""
+    with pytest.raises(InvalidProjection, match="must start with a table placeholder"):
+
+        class Fixed(Projection):
+            name = "fixed_names"
+            tables = ("t",)
+            schema = ("CREATE TABLE IF NOT EXISTS {t} (x INTEGER)", statement)
+
+            @handles("A")
+            def on_a(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+                pass
+
+
 def test_projections_need_a_sql_store() -> None:
     with pytest.raises(UnsupportedStore, match="no SQL"):
         Counts(open_store("memory://"))

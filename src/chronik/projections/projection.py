@@ -52,6 +52,11 @@ Handler = Callable[[Any, "ProjectionTx", RecordedEvent], None]
 _H = TypeVar("_H", bound=Handler)
 
 _PLACEHOLDER: Final = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+_CREATE: Final = re.compile(
+    r"\s*CREATE\s+(?:UNIQUE\s+)?(?P<kind>TABLE|INDEX|VIEW|TRIGGER)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?:\{(?P<name>[a-z][a-z0-9_]*)\})?",
+    re.IGNORECASE,
+)
 
 
 def handles(*event_types: str, side_effect: SideEffect | None = None) -> Callable[[_H], _H]:
@@ -181,9 +186,18 @@ class Projection:
                 raise InvalidProjection(
                     f"projection {cls.name!r}: schema names undeclared table(s) {sorted(unknown)}"
                 )
-            match = re.match(r"\s*CREATE\s+TABLE\s+\{([a-z][a-z0-9_]*)\}", statement, re.IGNORECASE)
-            if match:
-                created.add(match.group(1))
+            creates = _CREATE.match(statement)
+            if creates is None:
+                continue
+            if creates.group("name") is None:
+                # Every object must carry a table's placeholder in its own name: two versions of the
+                # set exist at once during a rebuild, and a fixed name would collide (or be shared).
+                raise InvalidProjection(
+                    f"projection {cls.name!r}: {creates.group('kind').upper()} names must start with a "
+                    f"table placeholder, e.g. {{table}}_by_status: {statement.strip()[:80]!r}"
+                )
+            if creates.group("kind").upper() == "TABLE":
+                created.add(creates.group("name"))
         missing = declared - created
         if missing:
             raise InvalidProjection(
