@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from chronik.projections import (
     run_batch,
 )
 from chronik.store import EventStore, open_store
+from chronik.store.sqlite import SQLiteStore
 from tests.projections.conftest import Counts, append_deposits, deposit, table_names
 
 
@@ -182,3 +185,34 @@ def test_schema_objects_with_fixed_names_are_refused(statement: str) -> None:
 def test_projections_need_a_sql_store() -> None:
     with pytest.raises(UnsupportedStore, match="no SQL"):
         Counts(open_store("memory://"))
+
+
+class WaitingStore(SQLiteStore):
+    """A store offering `wait_for_events(after, timeout)`, as the PostgreSQL backend will."""
+
+    calls: list[tuple[int, float]]
+
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        self.calls.append((after, timeout))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.head_position() > after:
+                return True
+            time.sleep(0.001)
+        return False
+
+
+@pytest.mark.timeout(60)
+def test_the_runner_waits_through_wait_for_events_when_the_store_has_it(tmp_path: Path) -> None:
+    store = WaitingStore(str(tmp_path / "waiting.db"))
+    store.calls = []
+    counts = Counts(store)
+    with ProjectionRunner(store, [counts], poll_interval=0.01):
+        while not store.calls:  # the idle runner is waiting on the store, not sleeping
+            time.sleep(0.001)
+        position = store.append("acct-1", [deposit(3)]).last_position
+        assert position is not None
+        counts.wait_until(position, timeout=10)
+    assert counts.rows() == {"acct-1": (1, 3)}
+    store.close()
+    assert store.calls and all(timeout > 0 for _, timeout in store.calls)
