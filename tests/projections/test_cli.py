@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from chronik import NewEvent
 from chronik.cli.projections import projections_app, standalone_app
+from chronik.examples.cart.projections import CartsByStatus
 from chronik.store import open_store
 
 runner = CliRunner()
@@ -67,6 +69,15 @@ def test_rebuild_as_of_leaves_live_alone(store_url: str) -> None:
         app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
     )
     assert bad.exit_code == 2 and "neither a log position nor" in bad.output
+
+
+def test_run_once_catches_the_projections_up(store_url: str) -> None:
+    result = runner.invoke(projections_app, ["run", "carts_by_status", "--once", "-s", store_url])
+    assert result.exit_code == 0, result.output
+    assert "caught up: carts_by_status at 31" in result.output
+    status = runner.invoke(projections_app, ["status", "-s", store_url])
+    line = next(line for line in status.output.splitlines() if "carts_by_status" in line)
+    assert "v1" in line and "31" in line
 
 
 def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tmp_path: Path) -> None:
@@ -153,3 +164,29 @@ def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str) ->
     missing = run_cli("projections", "status", "-m", "no.such.module", store_url=store_url)
     assert missing.returncode == 2 and "cannot import projection module 'no.such.module'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.timeout(60)
+def test_run_keeps_a_projection_current_in_a_real_process_until_interrupted(store_url: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronik.cli.projections", "projections", "run", "carts_by_status"],
+        env={**os.environ, "CHRONIK_STORE": store_url},
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        store = open_store(store_url)
+        carts = CartsByStatus(store)
+        position = store.append("cart-9", [NewEvent(type="ItemAdded", data={"sku": "x"})]).last_position
+        assert position is not None
+        carts.wait_until(position, timeout=30)  # read-your-writes across processes
+        assert carts.query("SELECT items FROM {carts} WHERE cart_id = '9'") == [(1,)]
+        store.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "running carts_by_status" in stdout and "Traceback" not in stderr

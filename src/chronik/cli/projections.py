@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
+    ProjectionRunner,
     build_as_of,
     dialect_for,
     drop_scratch_label,
@@ -251,6 +253,46 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
                 ", ".join(scratch.get(name, [])),
             )
         Console(width=160).print(table)
+
+
+@projections_app.command("run")
+def run_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Projections to run (default: all registered).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Catch up to the current head, then exit (for cron and scripts).")
+    ] = False,
+    rebuild_stale: Annotated[
+        bool, typer.Option("--rebuild-stale", help="Rebuild projections whose code version changed.")
+    ] = False,
+    batch_size: BatchOption = 500,
+    store_url: StoreOption = None,
+    modules: ModuleOption = None,
+) -> None:
+    """Keep async projections current (until Ctrl-C, or with --once until caught up)."""
+    with _store(store_url) as store:
+        _load_modules(modules)
+        chosen = names or list(registered_projections())
+        projections = [_projection(store, name, modules) for name in chosen]
+        runner = ProjectionRunner(store, projections, batch_size=batch_size, rebuild_stale=rebuild_stale)
+        if once:
+            runner.run_until_caught_up(timeout=24 * 3600)
+            positions = ", ".join(f"{p.name} at {p.position()}" for p in projections)
+            _out().print(f"caught up: {positions}")
+            return
+        _out().print(f"running {', '.join(chosen)} on {store.url}; Ctrl-C stops")
+        runner.start()
+        try:
+            while True:
+                time.sleep(1.0)
+                if runner.last_error is not None:
+                    Console(stderr=True).print(f"[yellow]last error:[/] {runner.last_error}", highlight=False)
+                    runner.last_error = None
+        except KeyboardInterrupt:
+            pass
+        finally:
+            runner.stop()
 
 
 @projections_app.command("drop-scratch")
