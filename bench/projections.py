@@ -3,8 +3,10 @@
     .venv/bin/python bench/projections.py [--events 100000] [--streams 1000] [--batch-size 1000]
 
 Prints a table and writes bench/results/projections.json. Not a test: run it on a quiet machine.
-The log is written with synchronous=normal to set up quickly; every measured phase then runs on
-a store opened with the default (synchronous=full), as production would.
+The log is written with synchronous=normal to set up quickly; the rebuild, catch-up, verify and
+seal phases then run on a store opened with the default (synchronous=full), as production would.
+The two append phases use synchronous=normal, so that an fsync per commit does not hide what an
+inline projection adds to each append.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def timed(label: str, events: int, action: Any, rows: list[dict[str, Any]]) -> N
             "events_per_s": round(events / seconds),
         }
     )
-    print(f"{label:<38} {events:>9,} {seconds:>9.2f} s {events / seconds:>12,.0f} ev/s", flush=True)
+    print(f"{label:<50} {events:>9,} {seconds:>9.2f} s {events / seconds:>12,.0f} ev/s", flush=True)
 
 
 def main() -> None:
@@ -84,7 +86,7 @@ def main() -> None:
         events = sqlite3.connect(path).execute("SELECT count(*) FROM events").fetchone()[0]
         store = open_store(f"sqlite:///{path}")
         rows: list[dict[str, Any]] = []
-        print(f"{'phase':<38} {'events':>9} {'time':>11} {'rate':>17}")
+        print(f"{'phase':<50} {'events':>9} {'time':>11} {'rate':>17}")
         projection = StreamTotals(store)
         timed("async catch-up (runner batches of 500)", events, lambda: catch_up(projection, 500), rows)
         timed(
@@ -101,6 +103,23 @@ def main() -> None:
         timed("seal (checks chains, then seals)", events + 1, lambda: seal(store), rows)
         assert projection.query("SELECT sum(events) FROM {totals}")[0][0] == events
         store.close()
+        appends = args.events // 20
+        for inline in (False, True):
+            url = f"sqlite:///{Path(directory) / f'appends-{inline}.db'}?synchronous=normal"
+            small = open_store(url)
+            if inline:
+                StreamTotals(small).attach_inline()
+            label = f"appends, 1 event each, {'with an inline' if inline else 'no'} projection"
+            timed(
+                label,
+                appends,
+                lambda small=small: [
+                    small.append(f"acct-{n % 100}", [NewEvent(type="Deposited", data={"amount": n})])
+                    for n in range(appends)
+                ],
+                rows,
+            )
+            small.close()
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
