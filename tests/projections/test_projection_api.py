@@ -94,6 +94,32 @@ def test_two_runners_racing_on_one_projection_apply_each_event_exactly_once(sqli
 
 
 @pytest.mark.timeout(60)
+def test_inline_writers_in_parallel_apply_each_event_exactly_once(sqlite_store: EventStore) -> None:
+    Counts(sqlite_store).ensure()
+    errors: list[BaseException] = []
+
+    def writer(index: int) -> None:
+        try:
+            store = open_store(sqlite_store.url)  # each writer is its own "process" with the hook
+            Counts(store).attach_inline()
+            for _ in range(30):
+                store.append(f"acct-{index}", [deposit(1), deposit(2)])
+            store.close()
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counts = Counts(sqlite_store)
+    assert counts.rows() == {f"acct-{index}": (60, 90) for index in range(3)}
+    assert counts.position() == sqlite_store.head_position() == 180
+
+
+@pytest.mark.timeout(60)
 def test_read_your_writes_with_a_background_runner(sqlite_store: EventStore) -> None:
     counts = Counts(sqlite_store)
     with ProjectionRunner(sqlite_store, [counts], poll_interval=0.005):
