@@ -1,0 +1,192 @@
+"""The projection and audit commands, through typer's CliRunner and a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chronik import NewEvent
+from chronik.cli.projections import projections_app, standalone_app
+from chronik.examples.cart.projections import CartsByStatus
+from chronik.store import open_store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    store = open_store(url)
+    for index in range(30):
+        store.append(
+            f"cart-{index % 3}",
+            [
+                NewEvent(
+                    type="ItemAdded", data={"sku": f"sku{index % 4}", "quantity": 1, "unit_price_cents": 10}
+                )
+            ],
+        )
+    store.append("cart-0", [NewEvent(type="CheckedOut", data={}, metadata={"correlation_id": "checkout-7"})])
+    store.close()
+    return url
+
+
+def test_rebuild_and_status(store_url: str) -> None:
+    result = runner.invoke(
+        projections_app, ["rebuild", "carts_by_status", "--store", store_url, "--batch-size", "7"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "carts_by_status: version 2 is live at position 31" in result.output
+    status = runner.invoke(projections_app, ["status", "--store", store_url])
+    assert status.exit_code == 0, status.output
+    line = next(line for line in status.output.splitlines() if "carts_by_status" in line)
+    assert "v2" in line and "31" in line
+    assert "product_prices" in status.output and "not built" in status.output
+
+
+def test_rebuild_as_of_leaves_live_alone(store_url: str) -> None:
+    app = standalone_app()
+    result = runner.invoke(
+        app, ["projections", "rebuild", "carts_by_status", "--as-of", "5", "-s", store_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert "log position 5" in result.output and "carts_by_status__carts__scratch_asof_p5" in result.output
+    status = runner.invoke(app, ["projections", "status", "-s", store_url])
+    assert "asof_p5" in status.output
+    drop = ["projections", "drop-scratch", "carts_by_status", "asof_p5", "-s", store_url]
+    dropped = runner.invoke(app, drop)
+    assert dropped.exit_code == 0 and "dropped 1 scratch set(s)" in dropped.output
+    again = runner.invoke(app, drop)
+    assert again.exit_code == 2 and "no scratch set 'asof_p5'" in again.output
+    bad = runner.invoke(
+        app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
+    )
+    assert bad.exit_code == 2 and "neither a log position nor" in bad.output
+
+
+def test_run_once_catches_the_projections_up(store_url: str) -> None:
+    result = runner.invoke(projections_app, ["run", "carts_by_status", "--once", "-s", store_url])
+    assert result.exit_code == 0, result.output
+    assert "caught up: carts_by_status at 31" in result.output
+    status = runner.invoke(projections_app, ["status", "-s", store_url])
+    line = next(line for line in status.output.splitlines() if "carts_by_status" in line)
+    assert "v1" in line and "31" in line
+
+
+def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(projections_app, ["rebuild", "nope", "--store", store_url])
+    assert result.exit_code == 2
+    assert "no projection named 'nope'" in result.output and "carts_by_status" in result.output
+    assert "Traceback" not in result.output
+    missing = runner.invoke(projections_app, ["status", "--store", f"sqlite:///{tmp_path / 'typo.db'}"])
+    assert missing.exit_code == 2 and "no store at" in missing.output
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_reconcile_prints_the_corrupted_row_and_exits_1(store_url: str) -> None:
+    app = standalone_app()
+    assert runner.invoke(app, ["projections", "rebuild", "carts_by_status", "-s", store_url]).exit_code == 0
+    clean = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
+    assert clean.exit_code == 0 and "match the log" in clean.output
+    path = store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE carts_by_status__carts__v2 SET items = 99 WHERE cart_id = '1'")
+    result = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
+    assert result.exit_code == 1, result.output
+    assert "1 row(s) differ" in result.output
+    assert "carts [cart_id='1'] differs: items: live 99 != rebuilt 10" in result.output
+
+
+def test_trace_verify_and_seal(store_url: str) -> None:
+    app = standalone_app()
+    traced = runner.invoke(app, ["trace", "checkout-7", "-s", store_url])
+    assert traced.exit_code == 0 and "CheckedOut" in traced.output and "cart-0" in traced.output
+    assert runner.invoke(app, ["trace", "nothing", "-s", store_url]).exit_code == 1
+    verified = runner.invoke(app, ["verify", "-s", store_url, "--seal-size", "10"])
+    assert verified.exit_code == 0, verified.output
+    assert "OK: 31 events in 3 streams; 0 seal(s) verified, 4 added" in verified.output
+    assert "nothing to seal" in runner.invoke(app, ["seal", "-s", store_url]).output
+    path = store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        raw.execute('UPDATE events SET data = \'{"sku":"gold"}\' WHERE global_position = 17')
+    tampered = runner.invoke(app, ["verify", "-s", store_url])
+    assert tampered.exit_code == 1
+    assert "TAMPERED" in tampered.output and "stream 'cart-1'" in tampered.output
+    assert "position 17" in tampered.output
+
+
+def test_verify_in_a_real_process_names_the_deleted_event(store_url: str) -> None:
+    path = store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM events WHERE global_position = 4")  # cart-0 version 1
+    env = {**os.environ, "CHRONIK_STORE": store_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "chronik.cli.projections", "verify"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "missing at stream 'cart-0', version 2, position 7" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def run_cli(*args: str, store_url: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]  # so `tests.projections.sample_projections` imports
+    return subprocess.run(
+        [sys.executable, "-m", "chronik.cli.projections", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHRONIK_STORE": store_url},
+        cwd=root,
+        timeout=60,
+    )
+
+
+def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str) -> None:
+    module = "tests.projections.sample_projections"
+    rebuilt = run_cli("projections", "rebuild", "event_type_counts", "--module", module, store_url=store_url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "event_type_counts: version 2 is live at position 31" in rebuilt.stdout
+    assert "ev/s" in rebuilt.stderr  # the progress bar, with its rate, on stderr
+    status = run_cli("projections", "status", "-m", module, store_url=store_url)
+    assert status.returncode == 0 and "event_type_counts" in status.stdout
+    reconciled = run_cli("reconcile", "event_type_counts", "-m", module, store_url=store_url)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    missing = run_cli("projections", "status", "-m", "no.such.module", store_url=store_url)
+    assert missing.returncode == 2 and "cannot import projection module 'no.such.module'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.timeout(60)
+def test_run_keeps_a_projection_current_in_a_real_process_until_interrupted(store_url: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronik.cli.projections", "projections", "run", "carts_by_status"],
+        env={**os.environ, "CHRONIK_STORE": store_url},
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        store = open_store(store_url)
+        carts = CartsByStatus(store)
+        position = store.append("cart-9", [NewEvent(type="ItemAdded", data={"sku": "x"})]).last_position
+        assert position is not None
+        carts.wait_until(position, timeout=30)  # read-your-writes across processes
+        assert carts.query("SELECT items FROM {carts} WHERE cart_id = '9'") == [(1,)]
+        store.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "running carts_by_status" in stdout and "Traceback" not in stderr
