@@ -8,6 +8,7 @@ import pytest
 
 from chronik import ManualClock, NewEvent
 from chronik.groups import (
+    Advance,
     GroupConfig,
     GroupConfigMismatch,
     GroupNotFound,
@@ -110,20 +111,35 @@ def test_fenced_commit_rejects_a_zombie_and_rolls_back_its_writes(store_factory:
     (old,) = coordinator.rebalance("g", "zombie", TTL)
     with store.transaction() as uow:
         uow.append("out-1", NewEvent(type="Applied", data={}))
-        coordinator.commit(uow, "g", "zombie", {0: (old.epoch, 5)})
+        coordinator.commit(uow, "g", "zombie", {0: Advance(old.epoch, 0, 5)})
     clock.advance(TTL + 1)  # the zombie pauses past its lease
     (new,) = coordinator.rebalance("g", "alive", TTL)
     assert new.epoch == old.epoch + 1 and new.checkpoint == 5
     with pytest.raises(PartitionLost) as lost, store.transaction() as uow:
         uow.append("out-1", NewEvent(type="Applied", data={}))
-        coordinator.commit(uow, "g", "zombie", {0: (old.epoch, 9)})
+        coordinator.commit(uow, "g", "zombie", {0: Advance(old.epoch, 5, 9)})
     assert lost.value.current_owner == "alive" and lost.value.current_epoch == new.epoch
     assert store.stream_version("out-1") == 0  # the zombie's second write was rolled back
     assert coordinator.partition_rows("g")[0].checkpoint == 5
     # Even re-joining, the zombie cannot commit under its old epoch.
     assert coordinator.rebalance("g", "zombie", TTL) == []
     with pytest.raises(PartitionLost), store.transaction() as uow:
-        coordinator.commit(uow, "g", "zombie", {0: (old.epoch, 9)})
+        coordinator.commit(uow, "g", "zombie", {0: Advance(old.epoch, 5, 9)})
+
+
+def test_a_second_process_under_the_same_member_id_is_fenced_by_the_checkpoint(
+    store_factory: StoreFactory,
+) -> None:
+    store = store_factory(ManualClock())
+    coordinator = coordinator_for(store)
+    coordinator.ensure_group(GroupConfig(name="g", partitions=1))
+    (lease,) = coordinator.rebalance("g", "w1", TTL)
+    with store.transaction() as uow:
+        coordinator.commit(uow, "g", "w1", {0: Advance(lease.epoch, 0, 4)})
+    # Same owner, same epoch, but its batch started from checkpoint 0, which has moved: refused.
+    with pytest.raises(PartitionLost), store.transaction() as uow:
+        coordinator.commit(uow, "g", "w1", {0: Advance(lease.epoch, 0, 3)})
+    assert coordinator.partition_rows("g")[0].checkpoint == 4
 
 
 def test_commit_is_all_or_nothing_over_partitions(store_factory: StoreFactory) -> None:
@@ -132,7 +148,9 @@ def test_commit_is_all_or_nothing_over_partitions(store_factory: StoreFactory) -
     coordinator.ensure_group(GroupConfig(name="g", partitions=2))
     leases = coordinator.rebalance("g", "a", TTL)
     with pytest.raises(PartitionLost), store.transaction() as uow:
-        coordinator.commit(uow, "g", "a", {0: (leases[0].epoch, 7), 1: (leases[1].epoch + 5, 7)})
+        coordinator.commit(
+            uow, "g", "a", {0: Advance(leases[0].epoch, 0, 7), 1: Advance(leases[1].epoch + 5, 0, 7)}
+        )
     assert [row.checkpoint for row in coordinator.partition_rows("g")] == [0, 0]
 
 

@@ -15,6 +15,7 @@ from chronik.groups.operations import ReplayResult, discard_parked, group_status
 from chronik.groups.partitioning import partition_of
 from chronik.groups.types import (
     DEFAULT_PARTITIONS,
+    Advance,
     GroupConfig,
     GroupConfigMismatch,
     GroupError,
@@ -31,6 +32,7 @@ from chronik.groups.types import (
 
 __all__ = [
     "DEFAULT_PARTITIONS",
+    "Advance",
     "GroupConfig",
     "GroupConfigMismatch",
     "GroupCoordinator",

@@ -17,9 +17,10 @@ The protocol, in short:
   below it claims free partitions. Quotas differ by at most one, hence "no member holds more than
   one partition above any other" once every live member has rebalanced twice.
 * **Fencing.** A checkpoint moves only through `commit`, inside the unit of work that holds the
-  handler's writes, and only if `owner` and `epoch` are still the caller's; otherwise the unit of
-  work is rolled back. Owner and epoch change only by claim/release, in their own transactions,
-  so at most one member can commit for a partition at any time.
+  handler's writes, and only if `owner`, `epoch` and the checkpoint the batch started from are
+  still the caller's; otherwise the unit of work is rolled back. Owner and epoch change only by
+  claim/release, in their own transactions, so at most one member can commit for a partition
+  at any time.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import datetime
 
 import msgspec
 
-from chronik.groups.types import GroupConfig, Lease, NewParked, ParkedEvent
+from chronik.groups.types import Advance, GroupConfig, Lease, NewParked, ParkedEvent
 from chronik.store import EventStore, UnitOfWork
 
 
@@ -119,14 +120,15 @@ class GroupCoordinator(abc.ABC):
         uow: UnitOfWork,
         group: str,
         member: str,
-        checkpoints: Mapping[int, tuple[int, int]],
+        checkpoints: Mapping[int, Advance],
         parked: Sequence[NewParked] = (),
         ttl: float | None = None,
     ) -> None:
-        """Fenced: move each partition's checkpoint (`{partition: (epoch, checkpoint)}`), park events.
+        """Fenced: move each partition's checkpoint (`{partition: Advance(...)}`), park events.
 
         Raises `PartitionLost` (and the unit of work must roll back) unless `member` owns every
-        partition under the given epoch. A `ttl` also renews those leases.
+        partition under the given epoch and its checkpoint is still `previous`. A `ttl` also
+        renews those leases.
         """
 
     @abc.abstractmethod

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from chronik.events.envelope import RecordedEvent
 from chronik.groups.coordinator import GroupCoordinator, coordinator_for
 from chronik.groups.partitioning import partition_of
-from chronik.groups.types import GroupConfig, Lease, NewParked, OnFailure, PartitionLost
+from chronik.groups.types import Advance, GroupConfig, Lease, NewParked, OnFailure, PartitionLost
 from chronik.store import EventStore, UnitOfWork
 from chronik.subscriptions.waiting import wait_for_new_events
 
@@ -212,9 +212,9 @@ class GroupMember:
         self.stats.batches += 1
         return len(events)
 
-    def _targets(self, scanned_to: int) -> dict[int, tuple[int, int]]:
+    def _targets(self, scanned_to: int) -> dict[int, Advance]:
         return {
-            number: (self.leases[number].epoch, scanned_to)
+            number: Advance(self.leases[number].epoch, checkpoint, scanned_to)
             for number, checkpoint in self._checkpoints.items()
             if checkpoint < scanned_to
         }
@@ -234,7 +234,7 @@ class GroupMember:
                 except Exception as error:
                     raise _HandlerFailed(event, error) from error
             self.coordinator.commit(uow, self.group, self.member_id, targets, parked, self.lease_ttl)
-        self._checkpoints.update({number: checkpoint for number, (_, checkpoint) in targets.items()})
+        self._checkpoints.update({number: advance.checkpoint for number, advance in targets.items()})
         self.stats.handled += len(events) - len(parked)
         self.stats.parked += len(parked)
 
@@ -264,11 +264,12 @@ class GroupMember:
         with self.store.transaction() as uow:
             targets = self._targets(scanned_to)
             self.coordinator.commit(uow, self.group, self.member_id, targets, (), self.lease_ttl)
-        self._checkpoints.update({number: checkpoint for number, (_, checkpoint) in targets.items()})
+        self._checkpoints.update({number: advance.checkpoint for number, advance in targets.items()})
 
     def _handle_with_retries(self, event: RecordedEvent, number: int) -> None:
-        epoch = self.leases[number].epoch
-        target = {number: (epoch, event.global_position)}
+        target = {
+            number: Advance(self.leases[number].epoch, self._checkpoints[number], event.global_position)
+        }
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:

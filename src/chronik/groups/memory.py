@@ -18,6 +18,7 @@ import msgspec
 
 from chronik.groups.coordinator import GroupCoordinator, MemberRow, PartitionRow, plan_rebalance
 from chronik.groups.types import (
+    Advance,
     GroupConfig,
     GroupConfigMismatch,
     GroupNotFound,
@@ -135,17 +136,23 @@ class MemoryCoordinator(GroupCoordinator):
         uow: UnitOfWork,
         group: str,
         member: str,
-        checkpoints: Mapping[int, tuple[int, int]],
+        checkpoints: Mapping[int, Advance],
         parked: Sequence[NewParked] = (),
         ttl: float | None = None,
     ) -> None:
         with self._lock:
             state = self._group(group)
             # Check every fence before changing anything: all or nothing, like the SQL transaction.
-            for number, (epoch, _) in checkpoints.items():
+            for number, advance in checkpoints.items():
                 partition = state.partitions[number]
-                if partition.owner != member or partition.epoch != epoch:
-                    raise PartitionLost(group, number, member, epoch, partition.owner, partition.epoch)
+                if (partition.owner, partition.epoch, partition.checkpoint) != (
+                    member,
+                    advance.epoch,
+                    advance.previous,
+                ):
+                    raise PartitionLost(
+                        group, number, member, advance.epoch, partition.owner, partition.epoch
+                    )
             now = self.store.clock()
             for item in parked:
                 parked_id = self._next_parked_id
@@ -162,9 +169,9 @@ class MemoryCoordinator(GroupCoordinator):
                     attempts=item.attempts,
                     parked_at=now,
                 )
-            for number, (_, checkpoint) in checkpoints.items():
+            for number, advance in checkpoints.items():
                 partition = state.partitions[number]
-                partition.checkpoint = checkpoint
+                partition.checkpoint = advance.checkpoint
                 if ttl is not None:
                     partition.lease_expires_at = now + timedelta(seconds=ttl)
 

@@ -20,6 +20,7 @@ from chronik.errors import SchemaTooNew
 from chronik.events.envelope import format_timestamp, parse_timestamp
 from chronik.groups.coordinator import GroupCoordinator, MemberRow, PartitionRow, plan_rebalance
 from chronik.groups.types import (
+    Advance,
     GroupConfig,
     GroupConfigMismatch,
     GroupNotFound,
@@ -76,11 +77,12 @@ GROUP_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
 }
 
-# Fencing: the checkpoint moves only for the current owner under the current epoch. 0 rows updated
-# means the lease was granted to someone else since: the caller's unit of work is rolled back.
+# Fencing: the checkpoint moves only for the current owner under the current epoch, and only from
+# the checkpoint the batch started at. 0 rows updated means the lease was granted to someone else
+# since (or another process under the same member id moved it): the caller's unit of work is rolled back.
 SQL_FENCED_CHECKPOINT: Final = (
     "UPDATE group_partitions SET checkpoint = ?, lease_expires_at = coalesce(?, lease_expires_at) "
-    "WHERE group_name = ? AND partition = ? AND owner = ? AND epoch = ?"
+    "WHERE group_name = ? AND partition = ? AND owner = ? AND epoch = ? AND checkpoint = ?"
 )
 # A grant raises the epoch; the WHERE repeats the plan's "free" test so a stale plan cannot steal.
 SQL_CLAIM: Final = (
@@ -278,16 +280,16 @@ class SQLiteCoordinator(GroupCoordinator):
         uow: UnitOfWork,
         group: str,
         member: str,
-        checkpoints: Mapping[int, tuple[int, int]],
+        checkpoints: Mapping[int, Advance],
         parked: Sequence[NewParked] = (),
         ttl: float | None = None,
     ) -> None:
         connection = self._connection(uow)
         moment = self.store.clock()
         expires = None if ttl is None else format_timestamp(moment + timedelta(seconds=ttl))
-        for number, (epoch, checkpoint) in checkpoints.items():
+        for number, (epoch, previous, checkpoint) in checkpoints.items():
             updated = connection.execute(
-                SQL_FENCED_CHECKPOINT, (checkpoint, expires, group, number, member, epoch)
+                SQL_FENCED_CHECKPOINT, (checkpoint, expires, group, number, member, epoch, previous)
             ).rowcount
             if updated != 1:
                 current = connection.execute(

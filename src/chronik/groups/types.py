@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -35,6 +35,19 @@ class Lease(msgspec.Struct, frozen=True):
 
     partition: int
     epoch: int
+    checkpoint: int
+
+
+class Advance(NamedTuple):
+    """A fenced checkpoint move: accepted only under `epoch` and only from `previous`.
+
+    The epoch fences members that lost the partition; `previous` also fences a second process
+    running under the same member id (same owner, same epoch), whose batch started from a
+    checkpoint that has moved since.
+    """
+
+    epoch: int
+    previous: int
     checkpoint: int
 
 
