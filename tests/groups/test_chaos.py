@@ -149,19 +149,25 @@ def test_kill_and_zombie_keep_effects_exactly_once(make_url: Callable[[Path], st
         killed.process.wait(10)
         append_rounds(store, range(6, 8))
 
-        # The zombie: stopped (outside the write lock) with a backlog in front of it, kept stopped
-        # well past its lease while the others take its partitions, then woken up.
+        # The zombie: stopped (outside the write lock) while the others keep working, kept stopped
+        # well past its lease so they take its partitions, then woken up: it carries on with its
+        # old view, and its commit must be refused.
         rejected = 0
-        for cycle in range(3):
-            append_rounds(store, range(8 + 4 * cycle, 12 + 4 * cycle))
+        next_round = 8
+        for _ in range(3):
             stop_outside_write_lock(url, zombie)
-            time.sleep(LEASE_TTL * 2.5)
+            stopped_at = time.monotonic()
+            append_rounds(store, range(next_round, next_round + 2))
+            next_round += 2
+            time.sleep(max(0.0, stopped_at + LEASE_TTL * 2.5 - time.monotonic()))
             zombie.signal(signal.SIGCONT)
-            time.sleep(1.0)
+            try:
+                wait_until(lambda: "commit rejected" in zombie.log(), 5, "the zombie's late commit")
+            except AssertionError:
+                continue  # it was stopped in its heartbeat's lock wait: it learned of the loss there
             rejected = zombie.log().count("commit rejected")
-            if rejected:
-                break
-        append_rounds(store, range(8 + 4 * (cycle + 1), PER_STREAM))
+            break
+        append_rounds(store, range(next_round, PER_STREAM))
 
         coordinator = coordinator_for(store)
         head = store.head_position()

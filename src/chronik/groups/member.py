@@ -169,18 +169,28 @@ class GroupMember:
         return bool(self.leases) and all(cp >= head for cp in self._checkpoints.values())
 
     def step(self) -> int:
-        """Rebalance if due, then handle one page; returns how many events were handled or parked."""
-        if time.monotonic() >= self._next_rebalance:
-            self.rebalance()
-        if not self.leases:
+        """Handle one page of what this member believes it holds, then heartbeat if due.
+
+        Returns how many events were handled or parked. Safety never depends on the heartbeat:
+        a member that was paused carries on with its old view, exactly like a slow one, and the
+        fence refuses its commit; the heartbeat only tells it sooner what it still holds.
+        """
+        if not self.leases and time.monotonic() < self._next_rebalance:
             self._stop.wait(max(0.0, min(self.poll_interval * 4, self._next_rebalance - time.monotonic())))
             return 0
+        handled = self._handle_next_page() if self.leases else 0
+        if time.monotonic() >= self._next_rebalance:
+            self.rebalance()
+        return handled
+
+    def _handle_next_page(self) -> int:
         after = min(self._checkpoints.values())
         head = self.store.head_position()
         if head <= after:
             wait = max(0.0, min(1.0, self._next_rebalance - time.monotonic()))
-            wait_for_new_events(self.store, after, wait, poll_interval=self.poll_interval)
-            return 0
+            if not wait_for_new_events(self.store, after, wait, poll_interval=self.poll_interval):
+                return 0
+            head = self.store.head_position()
         page = self.store.read_all(
             after + 1,
             to_position=head,
