@@ -53,6 +53,9 @@ def test_status_parked_replay_and_discard(tmp_path: Path) -> None:
     assert sum(p["parked"] for p in report["partitions"]) == 2
     assert runner.invoke(app, ["groups", "status", "g", "--store", url]).exit_code == 0
     assert runner.invoke(app, ["groups", "status", "nope", "--store", url]).exit_code == 1
+    every = runner.invoke(app, ["groups", "status", "--store", url, "--json"])
+    assert [r["config"]["name"] for r in json.loads(every.output)] == ["g"]
+    assert "group 'g'" in runner.invoke(app, ["groups", "status", "--store", url]).output
 
     result = runner.invoke(app, ["groups", "parked", "g", "--store", url, "--json"])
     parked = json.loads(result.output)

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from chronik import AppendRequest, ManualClock, NewEvent, RecordedEvent
+from chronik import AppendRequest, ManualClock, NewEvent, RecordedEvent, StoreUnavailable
 from chronik.groups import (
     GroupConfig,
     GroupError,
@@ -194,3 +194,22 @@ def test_status_reports_owners_epochs_lag(store_factory: StoreFactory) -> None:
     assert status.members[0].partitions == (0, 1, 2, 3)
     member.step()
     assert group_status(store, "g").total_lag < 20
+
+
+def test_a_briefly_unavailable_store_does_not_end_the_member(store: EventStore) -> None:
+    _fill(store, 2, 2)
+    member = GroupMember(store, GroupConfig(name="g", partitions=2, categories=("in",)), apply, lease_ttl=0.3)
+    real_step = member.step
+    failures = [StoreUnavailable("database is locked")]
+
+    def flaky_step() -> int:
+        if failures:
+            raise failures.pop()
+        return real_step()
+
+    member.step = flaky_step  # type: ignore[method-assign]
+    member.run(until_idle=True)
+    assert _outputs(store) == {"applied-0": [0, 1], "applied-1": [0, 1]}
+    member.step = lambda: (_ for _ in ()).throw(StoreUnavailable("gone", retryable=False))  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        member.run()

@@ -25,7 +25,9 @@ from chronik.groups import (
     GroupError,
     GroupHandler,
     GroupMember,
+    GroupStatus,
     OnFailure,
+    coordinator_for,
     discard_parked,
     group_status,
     list_parked,
@@ -124,21 +126,30 @@ def worker(
 
 @groups_app.command("status")
 def status(
-    group: Annotated[str, typer.Argument(help="The consumer group.")],
+    group: Annotated[str | None, typer.Argument(help="The consumer group (default: every group).")] = None,
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and metrics).")] = False,
 ) -> None:
     """Partitions with owners, epochs, leases, checkpoints, lag and parked counts; members."""
     with open_store(store or default_store_url()) as event_store:
         try:
-            report = group_status(event_store, group)
+            names = [group] if group else [g.name for g in coordinator_for(event_store).list_groups()]
+            reports = [group_status(event_store, name) for name in names]
         except GroupError as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(msgspec.to_builtins(report), indent=2))
+        typer.echo(json.dumps(msgspec.to_builtins(reports if group is None else reports[0]), indent=2))
         return
-    table = Table(title=f"group {group!r}: head {report.head_position}, lag {report.total_lag}")
+    if not reports:
+        console.print("no consumer groups")
+    for report in reports:
+        _print_status(report)
+
+
+def _print_status(report: GroupStatus) -> None:
+    name = report.config.name
+    table = Table(title=f"group {name!r}: head {report.head_position}, lag {report.total_lag}")
     for column in ("partition", "owner", "epoch", "lease expires", "checkpoint", "lag", "parked"):
         table.add_column(column)
     for p in report.partitions:

@@ -21,6 +21,7 @@ How a page of the log is handled:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from chronik.errors import StoreUnavailable
 from chronik.events.envelope import RecordedEvent
 from chronik.groups.coordinator import GroupCoordinator, coordinator_for
 from chronik.groups.partitioning import partition_of
@@ -151,14 +153,27 @@ class GroupMember:
     # -- running -----------------------------------------------------------------------------
 
     def run(self, *, until_idle: bool = False) -> None:
-        """Work until `stop()` (or, with `until_idle`, until everything held is handled); then leave."""
+        """Work until `stop()` (or, with `until_idle`, until everything held is handled); then leave.
+
+        A store that is briefly unavailable (a busy SQLite lock, a dropped connection) does not end
+        the member: it waits and goes on, and if it was away too long the fence tells it so.
+        """
         self._stop.clear()
         try:
             while not self._stop.is_set():
-                if self.step() == 0 and until_idle and self.caught_up():
+                try:
+                    handled = self.step()
+                except StoreUnavailable as error:
+                    if not error.retryable:
+                        raise
+                    log.warning("member %s: store unavailable, retrying: %s", self.member_id, error)
+                    self._stop.wait(min(1.0, self.heartbeat_interval))
+                    continue
+                if handled == 0 and until_idle and self.caught_up():
                     return
         finally:
-            self.leave()
+            with contextlib.suppress(StoreUnavailable):
+                self.leave()  # if this fails, the leases simply expire
 
     def stop(self) -> None:
         """Ask `run` to return after the current page; safe from another thread or a signal handler."""
