@@ -19,6 +19,7 @@ from rich.console import Console
 
 import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
 from chronik.cli.demo_cart import run_cart_demo
+from chronik.cli.groups import groups_app, worker
 from chronik.cli.projections import (
     projections_app,
     reconcile_command,
@@ -251,6 +252,8 @@ def demo_cart(store_url: StoreOption = None) -> None:
 
 
 # Commands of the outer layers, after the core ones so that --help lists those first.
+app.add_typer(groups_app, name="groups")
+app.command("worker")(worker)
 app.add_typer(projections_app, name="projections")
 app.command("reconcile")(reconcile_command)
 app.command("trace")(trace_command)
