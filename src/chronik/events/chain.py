@@ -5,7 +5,7 @@ data *as stored* (the exact JSON text), and the hash of the previous event of th
 Chaining per stream, not across the whole log, keeps writers of different streams independent:
 the stream's own version order already serializes the writers that share a chain. Edits,
 deletions and reordering across streams are caught by seals over ranges of global positions
-(see `chronik.projections.verify`), which fold these hashes in global order.
+(see `chronik.audit.seals`), which fold these hashes in global order.
 """
 
 from __future__ import annotations

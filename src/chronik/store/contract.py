@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 import msgspec
@@ -49,6 +49,9 @@ from chronik.events.envelope import (
 
 EventPayload = tuple[int, str, int, str]
 """(stream_version, event type, schema_version, json_data): one event as hydration sees it."""
+
+AppendHook = Callable[["UnitOfWork", Sequence[RecordedEvent]], None]
+"""Called inside the unit of work after each append, with the events just written (see `add_append_hook`)."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -181,7 +184,13 @@ class UnitOfWork(abc.ABC):
         expected = check_expected_version(expected_version)
         batch = self.store.encode_batch(events)
         try:
-            return self._append_encoded(stream, batch, expected)
+            result = self._append_encoded(stream, batch, expected)
+            hooks = self.store._append_hooks
+            if hooks and result.global_positions and not result.already_recorded:
+                recorded = self._recorded_events(result)
+                for hook in hooks:
+                    hook(self, recorded)
+            return result
         except BaseException:
             self._aborted = True
             raise
@@ -208,11 +217,24 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def _save_checkpoint(self, name: str, position: int) -> None: ...
 
+    def _recorded_events(self, result: AppendResult) -> list[RecordedEvent]:
+        """The events an append just wrote, as seen inside this unit of work (for append hooks).
+
+        This default reads them back through the store, which is right when the store's reads on
+        this thread see this transaction's writes (memory, SQLite). A backend whose reads use
+        another connection overrides it to read through the transaction's own connection.
+        """
+        first, last = result.global_positions[0], result.global_positions[-1]
+        return [
+            event for event in self.store.read_all(first, to_position=last) if event.stream == result.stream
+        ]
+
 
 class EventStore(abc.ABC):
     """The contract every backend implements. Open one with `chronik.open_store(url)`."""
 
     url: str
+    _append_hooks: tuple[AppendHook, ...] = ()
 
     def __init__(self, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.clock: Clock = clock or system_clock
@@ -239,6 +261,22 @@ class EventStore(abc.ABC):
             self.encode_batch(request.events)
         with self.transaction() as uow:
             return [uow.append(r.stream, r.events, r.expected_version) for r in requests]
+
+    def add_append_hook(self, hook: AppendHook) -> Callable[[], None]:
+        """Call `hook(uow, recorded_events)` inside the unit of work after every append; returns a remover.
+
+        The hook runs in the append's own transaction, before it commits: whatever it writes
+        through the unit of work commits with the events, and if it raises, the append is rolled
+        back and the error reaches the writer. Inline projections use it. An acknowledged retry
+        and an empty batch write nothing and call no hook. The store knows nothing about what the
+        hooks do (it must not import the layers above it).
+        """
+        self._append_hooks = (*self._append_hooks, hook)
+
+        def remove() -> None:
+            self._append_hooks = tuple(h for h in self._append_hooks if h is not hook)
+
+        return remove
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[UnitOfWork]:

@@ -1,0 +1,6 @@
+"""Audit: the trail of one operation (`trace`) and tamper evidence (`seal`, `verify`)."""
+
+from chronik.audit.seals import Break, TamperDetected, VerifyReport, seal, verify
+from chronik.audit.trace import trace
+
+__all__ = ["Break", "TamperDetected", "VerifyReport", "seal", "trace", "verify"]

@@ -1,0 +1,422 @@
+"""Tamper evidence: per-stream hash chains, sealed into the global order, and their verification.
+
+Two layers, each catching what the other cannot:
+
+* **The chains** (computed at append, `chronik.events.chain`): each event's hash covers its stored
+  text and the previous event of its stream. Recomputing them names the exact event that was
+  edited, and a version gap or an out-of-order version names the stream where events were
+  deleted or moved. They are per stream, so writers of different streams never wait on each
+  other for them.
+* **The seals** (this module, never on the append path): a seal folds the event hashes of a range
+  of global positions, in global order, with each position, and chains to the previous seal. An
+  edit whose attacker also rewrote the hashes after it, the deletion of a stream's last event,
+  an event inserted or two events of different streams swapped in the global order: all change
+  some seal. A seal names its range of positions; keep ranges small (`max_events`) to keep it
+  precise.
+
+What no check inside the database can catch is a rewrite of everything, seals included: publish
+the latest seal hash somewhere else (a ticket, a chat, a notary); `verify` prints it.
+Sealing runs on demand (`chronik seal`, e.g. from cron) and at the end of every clean `verify`.
+Events appended since the last seal are covered by their chains only.
+
+The memory store keeps no hashes: it has no tamper evidence (nothing outlives its process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+
+from chronik.errors import ChronikError
+from chronik.events.chain import GENESIS, event_hash
+from chronik.events.envelope import format_timestamp
+from chronik.projections.dialect import ChainRow, Dialect, SealRow, SQLConnection, dialect_for
+from chronik.store.contract import EventStore
+
+DEFAULT_SEAL_EVENTS: Final = 10_000
+READ_BATCH: Final = 5_000
+FIRST_SEAL_PREVIOUS: Final = ""
+
+Progress = Callable[[int, int], None]
+
+
+class TamperDetected(ChronikError):
+    """Raised by `seal` when the range it would seal is already broken; `verify` reports instead."""
+
+    def __init__(self, first: Break) -> None:
+        self.first = first
+        super().__init__(f"refusing to seal a broken log: {first.describe()}")
+
+
+class Break(msgspec.Struct, frozen=True):
+    """One place where the log is not what was written.
+
+    `kind`: "edited" (an event's hash does not match its stored text), "missing" (versions skip:
+    events deleted), "reordered" (versions or times out of order in the global order), "seal"
+    (a seal's range no longer folds to its hash: its position range is all we know), "seals"
+    (the seal table itself was altered), "truncated" (sealed events at the end are gone).
+    """
+
+    kind: str
+    detail: str
+    position: int | None = None
+    stream: str | None = None
+    stream_version: int | None = None
+    seal_no: int | None = None
+    to_position: int | None = None  # the end of a seal's range
+
+    def describe(self) -> str:
+        place = []
+        if self.stream is not None:
+            place.append(f"stream {self.stream!r}")
+        if self.stream_version is not None:
+            place.append(f"version {self.stream_version}")
+        if self.position is not None:
+            place.append(f"position {self.position}")
+        if self.seal_no is not None:
+            place.append(f"seal #{self.seal_no}")
+        return f"{self.kind} at {', '.join(place)}: {self.detail}"
+
+    def sort_key(self) -> tuple[int, int]:
+        """Earliest first; a seal's break counts at the end of its range, so a precise break inside
+        that range (which names the stream and event) comes first."""
+        at = self.to_position if self.to_position is not None else self.position
+        return (at if at is not None else 2**62, 0 if self.stream else 1)
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    events: int
+    streams: int
+    head: int
+    seals_verified: int
+    seals_added: int
+    last_seal: SealRow | None
+    breaks: list[Break]
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+    @property
+    def first_break(self) -> Break | None:
+        return min(self.breaks, key=Break.sort_key) if self.breaks else None
+
+
+def seal_digest(seal_no: int, from_position: int, previous_seal_hash: str) -> hashlib._Hash:
+    """The running hash of one seal; fold events into it with `fold`, in global order."""
+    digest = hashlib.sha256()
+    digest.update(f"chronik-seal-1\n{seal_no}\n{from_position}\n{previous_seal_hash}\n".encode())
+    return digest
+
+
+def fold(digest: hashlib._Hash, position: int, stored_hash: str) -> None:
+    # The position is folded with the hash: moving an event to another position changes the seal.
+    digest.update(f"{position} {stored_hash}\n".encode())
+
+
+def finish(digest: hashlib._Hash, to_position: int, event_count: int) -> str:
+    digest.update(f"end {to_position} {event_count}\n".encode())
+    return digest.hexdigest()
+
+
+class _Chains:
+    """Walks events in global order and checks each stream's chain; remembers every stream's tip."""
+
+    def __init__(self, lookup: Callable[[str, int], str | None] | None = None) -> None:
+        self.tips: dict[str, tuple[int, str]] = {}
+        self.lookup = lookup  # the stored hash of (stream, version) before the walked range, if any
+        self.breaks: list[Break] = []
+        self.last_recorded = ""
+        self.last_position = 0
+
+    def check(self, row: ChainRow) -> None:
+        position, event_id, stream, version, event_type, schema_version = row[:6]
+        recorded_at, occurred_at, metadata, data, stored = row[6:]
+        if recorded_at < self.last_recorded:
+            self.breaks.append(
+                Break(
+                    "reordered",
+                    f"recorded at {recorded_at}, before the event at position {self.last_position} "
+                    f"({self.last_recorded}): events were moved in the global order",
+                    position,
+                    stream,
+                    version,
+                )
+            )
+        self.last_recorded, self.last_position = max(recorded_at, self.last_recorded), position
+        tip = self.tips.get(stream)
+        previous: str | None
+        if tip is not None:
+            expected_version, previous = tip[0] + 1, tip[1]
+        elif version == 0:
+            expected_version, previous = 0, GENESIS
+        else:
+            expected_version = version
+            previous = self.lookup(stream, version - 1) if self.lookup is not None else None
+            if previous is None:
+                self.breaks.append(
+                    Break(
+                        "missing",
+                        f"no version {version - 1} precedes it in the global order: "
+                        "events were deleted or moved",
+                        position,
+                        stream,
+                        version,
+                    )
+                )
+        if version != expected_version:
+            kind = "missing" if version > expected_version else "reordered"
+            detail = f"version {version} follows version {expected_version - 1}: " + (
+                "events were deleted" if kind == "missing" else "versions are out of global order"
+            )
+            self.breaks.append(Break(kind, detail, position, stream, version))
+            previous = None  # no trustworthy predecessor: check the next events against this one
+        if previous is not None:
+            computed = event_hash(
+                previous,
+                event_id,
+                stream,
+                version,
+                event_type,
+                schema_version,
+                recorded_at,
+                occurred_at,
+                metadata,
+                data,
+            )
+            if computed != stored:
+                self.breaks.append(
+                    Break(
+                        "edited",
+                        "the stored event does not match its hash (its data, metadata, type, times or "
+                        "id were changed, or its predecessor's hash was rewritten)",
+                        position,
+                        stream,
+                        version,
+                    )
+                )
+        if tip is None or version > tip[0]:
+            self.tips[stream] = (version, stored)
+
+
+def verify(
+    store: EventStore,
+    *,
+    seal_after: bool = True,
+    max_events: int = DEFAULT_SEAL_EVENTS,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Recompute every chain and every seal in one pass over the log; then seal the tail if all is well.
+
+    Reads only (in batches, never holding the write lock) until the optional sealing at the end.
+    """
+    if max_events < 1:
+        raise ChronikError("max_events must be at least 1")
+    dialect = dialect_for(store)
+    connection: SQLConnection = store.connection()  # type: ignore[attr-defined]
+    head = store.head_position()
+    seals = dialect.seals(connection)
+    chains = _Chains()
+    breaks = chains.breaks
+    _check_seal_table(seals, breaks)
+
+    events = 0
+    seal_index = 0
+    digest = (
+        seal_digest(seals[0].seal_no, seals[0].from_position, seals[0].previous_seal_hash) if seals else None
+    )
+    in_seal = 0
+    sealed_to = seals[-1].to_position if seals else 0
+    # The unsealed tail is sealed from this same pass (no second read), if everything checks out.
+    tail = _SealBuilder(
+        seals[-1].seal_no + 1 if seals else 1,
+        sealed_to + 1,
+        seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS,
+        max_events,
+    )
+    position = 1
+    while position <= head:
+        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
+        if not rows:
+            break
+        for row in rows:
+            chains.check(row)
+            events += 1
+            current = row[0]
+            # Close every seal that ends before this event (it may have lost its last events).
+            while seal_index < len(seals) and current > seals[seal_index].to_position:
+                assert digest is not None
+                _close_seal(seals[seal_index], digest, in_seal, breaks)
+                seal_index += 1
+                in_seal = 0
+                digest = _open_next(seals, seal_index)
+            if seal_index < len(seals) and digest is not None and current >= seals[seal_index].from_position:
+                fold(digest, current, row[10])
+                in_seal += 1
+            elif current > sealed_to:
+                tail.add(current, row[10])
+        position = rows[-1][0] + 1
+        if progress is not None:
+            progress(rows[-1][0], head)
+    while seal_index < len(seals):
+        assert digest is not None
+        _close_seal(seals[seal_index], digest, in_seal, breaks)
+        seal_index += 1
+        in_seal = 0
+        digest = _open_next(seals, seal_index)
+    if sealed_to > head:
+        breaks.append(
+            Break(
+                "truncated",
+                f"the seals cover positions up to {sealed_to}, but the log ends at {head}: "
+                "events at the end were deleted",
+                head + 1,
+            )
+        )
+    added: list[SealRow] = []
+    if seal_after and not breaks:
+        added = tail.close()
+        if added:
+            _insert(store, dialect, added)
+    all_seals = seals + added
+    return VerifyReport(
+        events=events,
+        streams=len(chains.tips),
+        head=head,
+        seals_verified=len(seals),
+        seals_added=len(added),
+        last_seal=all_seals[-1] if all_seals else None,
+        breaks=sorted(breaks, key=Break.sort_key),
+    )
+
+
+def _open_next(seals: list[SealRow], index: int) -> hashlib._Hash | None:
+    if index >= len(seals):
+        return None
+    return seal_digest(seals[index].seal_no, seals[index].from_position, seals[index].previous_seal_hash)
+
+
+def _close_seal(seal_row: SealRow, digest: hashlib._Hash, count: int, breaks: list[Break]) -> None:
+    if finish(digest, seal_row.to_position, count) != seal_row.seal_hash or count != seal_row.event_count:
+        breaks.append(
+            Break(
+                "seal",
+                f"positions {seal_row.from_position}..{seal_row.to_position} no longer fold to the seal's "
+                f"hash ({count} events now, {seal_row.event_count} when sealed): an event in that range "
+                "was edited, deleted, inserted or moved",
+                seal_row.from_position,
+                seal_no=seal_row.seal_no,
+                to_position=seal_row.to_position,
+            )
+        )
+
+
+def _check_seal_table(seals: list[SealRow], breaks: list[Break]) -> None:
+    previous_hash, previous_to = FIRST_SEAL_PREVIOUS, 0
+    for number, seal_row in enumerate(seals, start=1):
+        if (
+            seal_row.seal_no != number
+            or seal_row.from_position != previous_to + 1
+            or seal_row.previous_seal_hash != previous_hash
+            or seal_row.to_position < seal_row.from_position
+        ):
+            breaks.append(
+                Break(
+                    "seals",
+                    f"seal #{seal_row.seal_no} does not follow seal #{number - 1} "
+                    "(numbers, ranges or chained hashes differ): the seal table was altered",
+                    seal_row.from_position,
+                    seal_no=seal_row.seal_no,
+                )
+            )
+        previous_hash, previous_to = seal_row.seal_hash, seal_row.to_position
+
+
+def seal(
+    store: EventStore,
+    *,
+    max_events: int = DEFAULT_SEAL_EVENTS,
+    up_to: int | None = None,
+) -> list[SealRow]:
+    """Seal every event not yet sealed, in ranges of at most `max_events` events; returns the new seals.
+
+    The events are read and checked against their chains first (a broken range raises
+    `TamperDetected` instead of being sealed); only the inserts take the write lock, briefly.
+    """
+    if max_events < 1:
+        raise ChronikError("max_events must be at least 1")
+    dialect = dialect_for(store)
+    connection: SQLConnection = store.connection()  # type: ignore[attr-defined]
+    head = store.head_position() if up_to is None else up_to
+    seals = dialect.seals(connection)
+    previous_hash = seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS
+    next_no = (seals[-1].seal_no + 1) if seals else 1
+    start = (seals[-1].to_position + 1) if seals else 1
+    chains = _Chains(lookup=lambda stream, version: dialect.stored_event_hash(connection, stream, version))
+    builder = _SealBuilder(next_no, start, previous_hash, max_events)
+    position = start
+    while position <= head:
+        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
+        if not rows:
+            break
+        for row in rows:
+            chains.check(row)
+            builder.add(row[0], row[10])
+        position = rows[-1][0] + 1
+    new = builder.close()
+    if chains.breaks:
+        raise TamperDetected(min(chains.breaks, key=Break.sort_key))
+    if new:
+        _insert(store, dialect, new)
+    return new
+
+
+class _SealBuilder:
+    """Folds events, in global order, into consecutive seals of at most `max_events` events."""
+
+    def __init__(self, next_no: int, start: int, previous_hash: str, max_events: int) -> None:
+        self.next_no, self.first, self.previous_hash = next_no, start, previous_hash
+        self.max_events = max_events
+        self.digest = seal_digest(next_no, start, previous_hash)
+        self.count = self.last = 0
+        self.sealed: list[SealRow] = []
+
+    def add(self, position: int, stored_hash: str) -> None:
+        fold(self.digest, position, stored_hash)
+        self.count, self.last = self.count + 1, position
+        if self.count == self.max_events:
+            self._seal()
+
+    def _seal(self) -> None:
+        digest = finish(self.digest, self.last, self.count)
+        self.sealed.append(
+            _seal_row(self.next_no, self.first, self.last, self.count, self.previous_hash, digest)
+        )
+        self.next_no, self.first, self.previous_hash = self.next_no + 1, self.last + 1, digest
+        self.digest, self.count = seal_digest(self.next_no, self.first, self.previous_hash), 0
+
+    def close(self) -> list[SealRow]:
+        if self.count:
+            self._seal()
+        return self.sealed
+
+
+def _seal_row(no: int, first: int, last: int, count: int, previous: str, digest: str) -> SealRow:
+    from chronik.clock import system_clock
+
+    return SealRow(no, first, last, count, previous, digest, format_timestamp(system_clock()))
+
+
+def _insert(store: EventStore, dialect: Dialect, seals: list[SealRow]) -> None:
+    with store.transaction() as uow:
+        connection = dialect.write_connection(uow)
+        dialect.ensure_seals(connection)
+        existing = dialect.seals(connection)
+        last_no = existing[-1].seal_no if existing else 0
+        if last_no != seals[0].seal_no - 1:  # another sealer won the race: ours builds on a stale seal
+            raise ChronikError("another process sealed the log at the same time; run seal again")
+        for seal_row in seals:
+            dialect.insert_seal(connection, seal_row)

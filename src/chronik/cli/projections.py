@@ -1,0 +1,384 @@
+"""CLI commands: `projections rebuild|status`, `reconcile`, `trace`, `verify`, `seal`.
+
+Mounted by the main app (`chronik.cli.app`); `python -m chronik.cli.projections` runs them alone.
+Exit codes: 0 all is well; 1 the answer is "no" (rows differ, the log was tampered with, no
+events found); 2 the command could not run (a user mistake or an unreachable store), always
+with one line saying why, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Final, NoReturn
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from chronik.audit import TamperDetected
+from chronik.audit import seal as seal_log
+from chronik.audit import trace as trace_operation
+from chronik.audit import verify as verify_log
+from chronik.audit.seals import DEFAULT_SEAL_EVENTS
+from chronik.errors import ChronikError
+from chronik.projections import (
+    Projection,
+    build_as_of,
+    dialect_for,
+    projection_named,
+    rebuild,
+    registered_projections,
+)
+from chronik.projections import (
+    reconcile as reconcile_projection,
+)
+from chronik.store import EventStore, default_store_url, open_store
+
+BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
+MODULES_VARIABLE: Final = "CHRONIK_PROJECTION_MODULES"
+
+projections_app = typer.Typer(
+    help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True
+)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", "-s", help="Store URL (default: $CHRONIK_STORE, else sqlite:///./chronik.db)."),
+]
+ModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--module",
+        "-m",
+        help=f"Import this module to register projections (repeatable; also ${MODULES_VARIABLE}).",
+    ),
+]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Events per transaction.")]
+
+
+# -- shared plumbing ---------------------------------------------------------------------------
+
+
+def _out() -> Console:
+    """Results go to stdout, unwrapped (they are read by scripts too); progress goes to stderr."""
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _store(url: str | None) -> Iterator[EventStore]:
+    """Open the store, refusing to create an empty SQLite file for a mistyped path."""
+    url = url or default_store_url()
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if path and not Path(path).exists():
+            _fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
+    try:
+        store = open_store(url)
+    except ChronikError as error:
+        _fail(str(error))
+    try:
+        yield store
+    except ChronikError as error:
+        _fail(str(error))
+    finally:
+        store.close()
+
+
+def _load_modules(modules: list[str] | None) -> None:
+    names = [*BUILTIN_MODULES, *(modules or [])]
+    names += [name.strip() for name in os.environ.get(MODULES_VARIABLE, "").split(",") if name.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            if name in BUILTIN_MODULES:
+                continue  # the example is optional
+            _fail(f"cannot import projection module {name!r}: {error}")
+
+
+def _projection(store: EventStore, name: str, modules: list[str] | None) -> Projection:
+    _load_modules(modules)
+    try:
+        return projection_named(name)(store)
+    except ChronikError as error:
+        _fail(str(error))
+
+
+class RateColumn(ProgressColumn):
+    """Events per second, from rich's own speed estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar over log positions, with rate and ETA; yields the `progress` callback."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(position: int, head: int) -> None:
+            bar.update(task, completed=position, total=max(head, 1))
+
+        yield update
+
+
+def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
+    cleaned = text.strip()
+    if cleaned.isdigit():
+        return int(cleaned), None
+    try:
+        moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)")
+    return None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- projections rebuild | status ---------------------------------------------------------------
+
+
+@projections_app.command("rebuild")
+def rebuild_command(
+    name: Annotated[str, typer.Argument(help="The projection's registered name.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Build a scratch copy as of a log position (a number) or a time (ISO 8601, UTC if no "
+            "offset), leaving the live tables alone.",
+        ),
+    ] = None,
+    batch_size: BatchOption = 1000,
+    store_url: StoreOption = None,
+    modules: ModuleOption = None,
+) -> None:
+    """Rebuild NAME into a new table version while the live one serves, then swap it in."""
+    with _store(store_url) as store:
+        projection = _projection(store, name, modules)
+        console = _out()
+        if as_of is not None:
+            position, moment = _parse_as_of(as_of)
+            with _progress(f"{name} as of {as_of}") as progress:
+                view = build_as_of(
+                    projection, position=position, at=moment, batch_size=batch_size, progress=progress
+                )
+            tables = ", ".join(view.tables.values())
+            console.print(f"built {name} as of {as_of} (log position {view.position}) into: {tables}")
+            return
+        with _progress(f"rebuild {name}") as progress:
+            result = rebuild(projection, batch_size=batch_size, progress=progress)
+        resumed = " (resumed)" if result.resumed else ""
+        console.print(
+            f"{name}: version {result.new_version} is live at position {result.position}{resumed}; "
+            f"{result.events_applied} events applied; version {result.old_version} dropped"
+        )
+
+
+@projections_app.command("status")
+def status_command(store_url: StoreOption = None, modules: ModuleOption = None) -> None:
+    """Each projection's live version, position and lag behind the log."""
+    with _store(store_url) as store:
+        _load_modules(modules)
+        dialect = dialect_for(store)
+        with dialect.read_snapshot(store) as connection:
+            rows = {row.name: row for row in dialect.registry_rows(connection)}
+            head = dialect.head_position(connection)
+        code = registered_projections()
+        table = Table(title=f"projections (log head {head})")
+        for column in ("name", "live tables", "built by", "code", "position", "lag", "rebuilding"):
+            table.add_column(column, justify="right" if column in ("position", "lag") else "left")
+        for name in sorted(rows.keys() | code.keys()):
+            row, cls = rows.get(name), code.get(name)
+            code_text = "-" if cls is None else f"v{cls.version}"
+            if row is None:
+                table.add_row(name, "not built", "-", code_text, "-", "-", "")
+                continue
+            if cls is not None and cls.version != row.code_version:
+                code_text += " [yellow](changed: rebuild)[/]"
+            building = (
+                "" if row.building_version is None else f"v{row.building_version} at {row.building_position}"
+            )
+            table.add_row(
+                name,
+                f"v{row.live_version}",
+                f"code v{row.code_version}",
+                code_text,
+                str(row.position),
+                str(max(0, head - row.position)),
+                building,
+            )
+        Console(width=160).print(table)
+
+
+# -- reconcile, trace, verify, seal -------------------------------------------------------------
+
+
+def reconcile_command(
+    name: Annotated[str, typer.Argument(help="The projection's registered name.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many rows.")] = 50,
+    batch_size: BatchOption = 1000,
+    store_url: StoreOption = None,
+    modules: ModuleOption = None,
+) -> None:
+    """Rebuild NAME from the log into scratch tables and compare with the live ones; exit 1 if rows differ."""
+    with _store(store_url) as store:
+        projection = _projection(store, name, modules)
+        with _progress(f"reconcile {name}") as progress:
+            report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
+        console = _out()
+        if report.ok:
+            console.print(
+                f"{name}: live tables (v{report.live_version}) match the log up to {report.position}"
+            )
+            return
+        console.print(
+            f"[bold red]{name}: {len(report.differences)} row(s) differ[/] between the live tables "
+            f"(v{report.live_version}) and a rebuild from the log up to position {report.position}:",
+            highlight=False,
+        )
+        for difference in report.differences[:limit]:
+            console.print(f"  {difference.describe()}", highlight=False, markup=False)
+        if len(report.differences) > limit:
+            console.print(f"  ... and {len(report.differences) - limit} more")
+        raise typer.Exit(1)
+
+
+def trace_command(
+    correlation_id: Annotated[str, typer.Argument(help="The operation's correlation id.")],
+    store_url: StoreOption = None,
+) -> None:
+    """Every event of one business operation, across streams, in the order they were recorded."""
+    with _store(store_url) as store:
+        events = trace_operation(store, correlation_id)
+        if not events:
+            _fail(f"no event carries correlation id {correlation_id!r}", code=1)
+        table = Table(title=f"operation {correlation_id}: {len(events)} event(s)")
+        for column in ("position", "recorded at", "stream", "version", "type", "actor", "caused by"):
+            table.add_column(column)
+        for event in events:
+            table.add_row(
+                str(event.global_position),
+                event.recorded_at.isoformat(timespec="seconds"),
+                event.stream,
+                str(event.stream_version),
+                event.type,
+                event.actor or "",
+                event.causation_id or "",
+            )
+        Console(width=160).print(table)
+
+
+SealSizeOption = Annotated[
+    int,
+    typer.Option("--seal-size", min=1, help="Events per seal: smaller seals locate damage more precisely."),
+]
+
+
+def verify_command(
+    store_url: StoreOption = None,
+    no_seal: Annotated[
+        bool, typer.Option("--no-seal", help="Do not seal the unsealed tail afterwards.")
+    ] = False,
+    seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS,
+) -> None:
+    """Recompute every hash chain and seal; report the first place the log was altered (exit 1)."""
+    with _store(store_url) as store:
+        with _progress("verify") as progress:
+            report = verify_log(store, seal_after=not no_seal, max_events=seal_size, progress=progress)
+        console = _out()
+        if not report.ok:
+            first = report.first_break
+            assert first is not None
+            console.print(
+                f"[bold red]TAMPERED[/]: {len(report.breaks)} problem(s); the first: {first.describe()}",
+                highlight=False,
+            )
+            for found in report.breaks[1:20]:
+                console.print(f"  also: {found.describe()}", highlight=False, markup=False)
+            raise typer.Exit(1)
+        console.print(
+            f"OK: {report.events} events in {report.streams} streams; {report.seals_verified} seal(s) "
+            f"verified, {report.seals_added} added",
+            highlight=False,
+        )
+        if report.last_seal is not None:
+            last = report.last_seal
+            console.print(
+                f"latest seal #{last.seal_no} (positions up to {last.to_position}): {last.seal_hash}\n"
+                "keep this hash somewhere else: it anchors everything before it",
+                highlight=False,
+            )
+
+
+def seal_command(store_url: StoreOption = None, seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS) -> None:
+    """Seal the events appended since the last seal (checking their chains first)."""
+    with _store(store_url) as store:
+        try:
+            new = seal_log(store, max_events=seal_size)
+        except TamperDetected as error:
+            _fail(str(error), code=1)
+        console = _out()
+        if not new:
+            console.print("nothing to seal: every event is sealed")
+            return
+        for row in new:
+            console.print(
+                f"seal #{row.seal_no}: positions {row.from_position}..{row.to_position} "
+                f"({row.event_count} events) {row.seal_hash}",
+                highlight=False,
+            )
+
+
+# The names the main app mounts (see the module docstring of chronik.cli.app).
+reconcile = reconcile_command
+trace = trace_command
+verify = verify_command
+seal = seal_command
+
+
+def standalone_app() -> typer.Typer:
+    """All of this module's commands on one app: for `python -m chronik.cli.projections` and tests."""
+    app = typer.Typer(no_args_is_help=True, help="chronik projections and audit")
+    app.add_typer(projections_app, name="projections")
+    app.command("reconcile")(reconcile_command)
+    app.command("trace")(trace_command)
+    app.command("verify")(verify_command)
+    app.command("seal")(seal_command)
+    return app
+
+
+if __name__ == "__main__":
+    standalone_app()()

@@ -1,0 +1,307 @@
+"""Replaying the log into another table set: blue/green rebuilds, `--as-of` builds, reconciliation.
+
+Blue/green, as Marten does it: the rebuild writes the set `v<N+1>` while `v<N>` keeps serving
+queries (and keeps being updated, inline or async). Each batch commits with the rebuild's own
+checkpoint (`building_position`), so a rebuild that is stopped resumes where it was. The last
+batch is applied inside a unit of work that holds the write lock: no append can slip between
+"caught up" and the swap, and the swap itself is one registry-row update in that same
+transaction, followed by dropping the old set. Queries read the registry and the tables in one
+snapshot, so they see either the old set or the new one, never a missing table.
+
+Nothing here runs side effects: a replay re-derives tables, it does not re-live history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from chronik.projections.dialect import Dialect, SQLConnection, check_identifier
+from chronik.projections.errors import ProjectionError, ProjectionMoved
+from chronik.projections.projection import Projection, ProjectionTx, live_slot
+
+Progress = Callable[[int, int], None]
+"""`progress(position, head)`: called after each committed batch."""
+
+DEFAULT_BATCH: int = 1000
+
+
+class RebuildResult(msgspec.Struct, frozen=True):
+    name: str
+    old_version: int
+    new_version: int
+    position: int
+    events_applied: int
+    resumed: bool
+
+
+def rebuild(
+    projection: Projection, *, batch_size: int = DEFAULT_BATCH, progress: Progress | None = None
+) -> RebuildResult:
+    """Rebuild the projection from the log into a new table set and swap it in when caught up.
+
+    Resumes an interrupted rebuild by the same code version; starts over if the code changed.
+    """
+    store, dialect, name = projection.store, projection.dialect, projection.name
+    projection.ensure()
+    with store.transaction() as uow:
+        connection = dialect.write_connection(uow)
+        row = dialect.registry_row(connection, name)
+        assert row is not None
+        resumed = (
+            row.building_version is not None
+            and row.building_code_version == projection.version
+            and row.building_position is not None
+        )
+        if resumed:
+            assert row.building_version is not None and row.building_position is not None
+            target, position = row.building_version, row.building_position
+        else:
+            if row.building_version is not None:  # an abandoned rebuild by other code: drop its tables
+                for table in projection.table_set(live_slot(row.building_version)).values():
+                    dialect.drop_table(connection, table)
+            target = max(row.live_version, row.building_version or 0) + 1
+            projection.create_tables(connection, live_slot(target))
+            dialect.start_building(connection, name, target, projection.version)
+            position = 0
+    old_version = row.live_version
+    slot = live_slot(target)
+    event_types = projection.event_types()
+    applied = 0
+    while True:
+        head = store.head_position()
+        page = store.read_all(position + 1, to_position=head, event_types=event_types, limit=batch_size)
+        if len(page) >= batch_size:  # more to come: an ordinary batch, no lock held while reading
+            new_position = page[-1].global_position
+            with store.transaction() as uow:
+                connection = dialect.write_connection(uow)
+                if not dialect.advance_building(connection, name, target, position, new_position):
+                    raise ProjectionMoved(name)
+                projection.apply(projection.tx(connection, slot), page, None)
+            applied += len(page)
+            position = new_position
+            if progress is not None:
+                progress(position, head)
+            continue
+        # Nearly there: finish under the write lock, and swap in the same transaction.
+        with store.transaction() as uow:
+            connection = dialect.write_connection(uow)
+            final_head = dialect.head_position(connection)  # no append can commit until we do
+            rest = store.read_all(position + 1, to_position=final_head, event_types=event_types)
+            projection.apply(projection.tx(connection, slot), rest, None)
+            if not dialect.swap(connection, name, target, position, final_head):
+                raise ProjectionMoved(name)
+            for table in projection.table_set(live_slot(old_version)).values():
+                dialect.drop_table(connection, table)
+        applied += len(rest)
+        if progress is not None:
+            progress(final_head, final_head)
+        return RebuildResult(name, old_version, target, final_head, applied, resumed)
+
+
+# -- scratch table sets: --as-of and reconciliation -------------------------------------------
+
+
+class ScratchView:
+    """A table set built outside the live one (a time-machine build); query it like the projection."""
+
+    def __init__(self, projection: Projection, slot: str, position: int) -> None:
+        self.projection = projection
+        self.slot = slot
+        self.position = position  # the last log position included
+        self.tables = projection.table_set(slot)
+
+    def query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.projection.dialect.read_snapshot(self.projection.store) as connection:
+            return ProjectionTx(connection, self.tables).query(statement, parameters)
+
+    def drop(self) -> None:
+        drop_scratch(self.projection, self.slot)
+
+
+def as_of_label(position: int | None, at: datetime | None) -> str:
+    if at is not None:
+        return "asof_" + re.sub(r"[^0-9]", "", at.isoformat())[:14]
+    return f"asof_p{position}"
+
+
+def build_scratch(
+    projection: Projection,
+    label: str,
+    *,
+    to_position: int | None = None,
+    recorded_until: datetime | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> ScratchView:
+    """Replay the log into the scratch set `label` up to a position and/or a recording time.
+
+    The live set, the registry and other scratch sets are not touched. `recorded_until` keeps what
+    the store knew at that moment; `recorded_at` never decreases along the log (a store
+    guarantee), so the replay stops at the first event recorded later.
+    """
+    store, dialect = projection.store, projection.dialect
+    slot = "scratch_" + check_identifier(label, "scratch label")
+    check_identifier(slot, "scratch label")
+    projection.ensure()
+    with store.transaction() as uow:
+        projection.create_tables(dialect.write_connection(uow), slot)
+    head = store.head_position()
+    limit = head if to_position is None else min(to_position, head)
+    event_types = projection.event_types()
+    position = 0
+    reached = 0
+    while position < limit:
+        page = store.read_all(position + 1, to_position=limit, event_types=event_types, limit=batch_size)
+        done = len(page) < batch_size
+        if recorded_until is not None:
+            kept = [event for event in page if event.recorded_at <= recorded_until]
+            done = done or len(kept) < len(page)
+            page = kept
+        if page:
+            with store.transaction() as uow:
+                projection.apply(projection.tx(dialect.write_connection(uow), slot), page, None)
+            reached = page[-1].global_position
+        position = limit if done else page[-1].global_position
+        if progress is not None:
+            progress(position, limit)
+        if done:
+            break
+    if recorded_until is None:
+        reached = limit
+    return ScratchView(projection, slot, reached)
+
+
+def build_as_of(
+    projection: Projection,
+    *,
+    position: int | None = None,
+    at: datetime | None = None,
+    label: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> ScratchView:
+    """The time machine: the projection as it was at a log position or a moment, in scratch tables."""
+    if position is None and at is None:
+        raise ProjectionError("build_as_of needs a position or a time")
+    return build_scratch(
+        projection,
+        label or as_of_label(position, at),
+        to_position=position,
+        recorded_until=at,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def drop_scratch(projection: Projection, slot: str) -> None:
+    with projection.store.transaction() as uow:
+        connection = projection.dialect.write_connection(uow)
+        for table in projection.table_set(slot).values():
+            projection.dialect.drop_table(connection, table)
+
+
+# -- reconciliation ---------------------------------------------------------------------------
+
+
+class RowDifference(msgspec.Struct, frozen=True):
+    """One row that differs between the live tables and a fresh rebuild from the log."""
+
+    table: str  # the logical table name
+    kind: str  # "changed", "missing" (in the rebuild, not live) or "unexpected" (live, not in the rebuild)
+    key: dict[str, Any]  # the primary key (every column when the table has none)
+    live: dict[str, Any] | None
+    rebuilt: dict[str, Any] | None
+
+    def describe(self) -> str:
+        key = ", ".join(f"{column}={value!r}" for column, value in self.key.items())
+        if self.kind == "changed":
+            assert self.live is not None and self.rebuilt is not None
+            changes = ", ".join(
+                f"{column}: live {self.live[column]!r} != rebuilt {self.rebuilt[column]!r}"
+                for column in self.live
+                if self.live[column] != self.rebuilt.get(column)
+            )
+            return f"{self.table} [{key}] differs: {changes}"
+        if self.kind == "missing":
+            return f"{self.table} [{key}] is missing from the live table (rebuilt: {self.rebuilt})"
+        return f"{self.table} [{key}] is in the live table but not in the rebuild (live: {self.live})"
+
+
+class ReconcileReport(msgspec.Struct, frozen=True):
+    name: str
+    live_version: int
+    position: int
+    differences: list[RowDifference]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def reconcile(
+    projection: Projection, *, batch_size: int = DEFAULT_BATCH, progress: Progress | None = None
+) -> ReconcileReport:
+    """Rebuild the projection into scratch tables from the log and compare them with the live ones.
+
+    The scratch set is built up to the live checkpoint in batches; the comparison then runs in a
+    unit of work (holding the write lock) that first brings the scratch set to the checkpoint as it
+    is at that moment, so both sides cover exactly the same events. The scratch set is dropped.
+    """
+    store, dialect, name = projection.store, projection.dialect, projection.name
+    row = projection.ensure()
+    view = build_scratch(
+        projection, "reconcile", to_position=row.position, batch_size=batch_size, progress=progress
+    )
+    try:
+        with store.transaction() as uow:
+            connection = dialect.write_connection(uow)
+            current = dialect.registry_row(connection, name)
+            assert current is not None
+            if current.position > view.position:
+                rest = store.read_all(
+                    view.position + 1, to_position=current.position, event_types=projection.event_types()
+                )
+                projection.apply(projection.tx(connection, view.slot), rest, None)
+            live = projection.table_set(live_slot(current.live_version))
+            differences: list[RowDifference] = []
+            for table in projection.tables:
+                differences.extend(_compare(dialect, connection, table, live[table], view.tables[table]))
+    finally:
+        view.drop()
+    return ReconcileReport(name, current.live_version, current.position, differences)
+
+
+def _compare(
+    dialect: Dialect, connection: SQLConnection, table: str, live: str, rebuilt: str
+) -> list[RowDifference]:
+    columns = dialect.columns(connection, live)
+    names = [column for column, _ in columns]
+    key_columns = [column for column, pk in sorted(columns, key=lambda item: item[1]) if pk] or names
+    listed = ", ".join(f'"{column}"' for column in names)  # names come from the database's own catalog
+    only_live = connection.execute(
+        f'SELECT {listed} FROM "{live}" EXCEPT SELECT {listed} FROM "{rebuilt}"'
+    ).fetchall()
+    only_rebuilt = connection.execute(
+        f'SELECT {listed} FROM "{rebuilt}" EXCEPT SELECT {listed} FROM "{live}"'
+    ).fetchall()
+
+    def key_of(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[column] for column in key_columns)
+
+    live_rows = {key_of(row): row for row in (dict(zip(names, values, strict=True)) for values in only_live)}
+    rebuilt_rows = {
+        key_of(row): row for row in (dict(zip(names, values, strict=True)) for values in only_rebuilt)
+    }
+    differences = []
+    for key in sorted(live_rows.keys() | rebuilt_rows.keys(), key=repr):
+        live_row, rebuilt_row = live_rows.get(key), rebuilt_rows.get(key)
+        kind = "changed" if live_row and rebuilt_row else ("unexpected" if live_row else "missing")
+        differences.append(
+            RowDifference(table, kind, dict(zip(key_columns, key, strict=True)), live_row, rebuilt_row)
+        )
+    return differences

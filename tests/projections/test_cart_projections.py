@@ -1,0 +1,84 @@
+"""The cart example's read models, fed with raw events (the cart aggregate is not needed)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from chronik import NewEvent
+from chronik.examples.cart.projections import CartsByStatus, ProductPrices
+from chronik.projections import ProjectionRunner, projection_named, rebuild, reconcile
+from chronik.store import EventStore
+
+
+def cart_events(store: EventStore) -> None:
+    store.append(
+        "cart-1",
+        [
+            NewEvent(type="ItemAdded", data={"sku": "tea", "quantity": 2, "unit_price_cents": 450}),
+            NewEvent(type="ItemAdded", data={"sku": "mug", "quantity": 1}),  # price unknown yet
+            NewEvent(type="ItemAdded", data={"sku": "tea", "quantity": 1}),
+            NewEvent(type="ItemRemoved", data={"sku": "tea", "quantity": 1}),
+            NewEvent(type="CheckedOut", data={"prices": {"mug": 1200}}),
+        ],
+    )
+    store.append(
+        "cart-2",
+        [
+            NewEvent(type="ItemAdded", data={"sku": "tea"}),  # quantity defaults to 1
+            NewEvent(type="ItemAdded", data={"quantity": "lots"}),  # no sku: ignored, cart still exists
+            NewEvent(type="ItemRemoved", data={"sku": "tea"}),  # no quantity: the whole line
+        ],
+    )
+    store.append(
+        "cart-3",
+        [
+            NewEvent(type="ItemAdded", data={"sku": "pot", "quantity": 1}),
+            NewEvent(type="CheckedOut", data={"total_cents": 3000, "extra": True}),
+        ],
+    )
+    store.append(
+        "product-tea", [NewEvent(type="ProductUpdated", data={"name": "Green tea", "price_cents": 450})]
+    )
+    store.append("product-tea", [NewEvent(type="ProductUpdated", data={"price_cents": 500})])  # name kept
+    store.append("product-x", [NewEvent(type="ProductUpdated", data={"sku": "mug", "name": "Mug"})])
+
+
+def test_carts_by_status_and_price_list(sqlite_store: EventStore) -> None:
+    carts, products = CartsByStatus(sqlite_store), ProductPrices(sqlite_store)
+    carts.attach_inline()
+    products.attach_inline()
+    cart_events(sqlite_store)
+    assert carts.count_by_status() == {"checked_out": 2, "open": 1}
+    assert carts.query("SELECT cart_id, status, items, total_cents FROM {carts} ORDER BY cart_id") == [
+        ("1", "checked_out", 3, 2 * 450 + 1200),
+        ("2", "open", 0, None),
+        ("3", "checked_out", 1, 3000),
+    ]
+    assert carts.query(
+        "SELECT sku, quantity, unit_price_cents FROM {cart_items} WHERE cart_id = '1' ORDER BY sku"
+    ) == [
+        ("mug", 1, 1200),
+        ("tea", 2, 450),
+    ]
+    assert products.price_list() == [("mug", "Mug", None), ("tea", "Green tea", 500)]
+
+
+def test_cart_projections_rebuild_and_reconcile(sqlite_store: EventStore) -> None:
+    carts = projection_named("carts_by_status")(sqlite_store)  # found by name, as the CLI does
+    products = ProductPrices(sqlite_store)
+    cart_events(sqlite_store)
+    ProjectionRunner(sqlite_store, [carts, products]).run_until_caught_up()
+    before = carts.query("SELECT * FROM {carts} ORDER BY cart_id")
+    assert reconcile(carts).ok and reconcile(products).ok
+
+    result = rebuild(carts, batch_size=3)
+    assert result.new_version == 2
+    assert carts.query("SELECT * FROM {carts} ORDER BY cart_id") == before
+
+    raw = sqlite3.connect(sqlite_store.path)  # type: ignore[attr-defined]
+    with raw:
+        raw.execute("UPDATE product_prices__products__v1 SET price_cents = 1 WHERE sku = 'tea'")
+    raw.close()
+    report = reconcile(products)
+    assert [(d.kind, d.key) for d in report.differences] == [("changed", {"sku": "tea"})]
+    assert "price_cents: live 1 != rebuilt 500" in report.differences[0].describe()

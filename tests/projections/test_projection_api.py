@@ -1,0 +1,160 @@
+"""Declaring projections, inline and async modes, exactly once, read-your-writes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chronik import NewEvent
+from chronik.events.envelope import RecordedEvent
+from chronik.projections import (
+    InvalidProjection,
+    Projection,
+    ProjectionRunner,
+    ProjectionTimeout,
+    ProjectionTx,
+    UnsupportedStore,
+    handles,
+    run_batch,
+)
+from chronik.store import EventStore, open_store
+from tests.projections.conftest import Counts, append_deposits, deposit, table_names
+
+
+def test_inline_projection_is_current_when_the_append_returns(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    counts.attach_inline()
+    result = sqlite_store.append("acct-1", [deposit(5), deposit(7)])
+    assert counts.position() == result.last_position  # committed with the append
+    assert counts.rows() == {"acct-1": (2, 12)}
+    assert counts.wait_until(result.last_position or 0, timeout=0) == result.last_position
+
+
+def test_inline_failure_rolls_the_append_back(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    counts.attach_inline()
+    with pytest.raises(ValueError):
+        sqlite_store.append("acct-1", [NewEvent(type="Deposited", data={"amount": "not a number"})])
+    assert sqlite_store.head_position() == 0
+    assert counts.rows() == {} and counts.position() == 0
+
+
+def test_inline_catches_up_on_events_written_without_the_hook(sqlite_store: EventStore) -> None:
+    append_deposits(sqlite_store, streams=3, per_stream=2)  # before attaching: caught up at attach
+    counts = Counts(sqlite_store)
+    counts.attach_inline()
+    assert counts.rows() == {f"acct-{i}": (2, 2) for i in range(3)}
+    other_writer = open_store(sqlite_store.url)  # another process's store, without the hook
+    other_writer.append("acct-9", [deposit(1)])
+    other_writer.close()
+    result = sqlite_store.append("acct-1", [deposit(10)])
+    assert counts.rows()["acct-9"] == (1, 1)
+    assert counts.rows()["acct-1"] == (3, 12)
+    assert counts.position() == result.last_position
+
+
+def test_async_runner_applies_each_event_once_and_skips_unhandled_types(sqlite_store: EventStore) -> None:
+    append_deposits(sqlite_store, streams=4, per_stream=3)
+    sqlite_store.append("other-1", [NewEvent(type="Ignored", data={})])  # advances the checkpoint only
+    counts = Counts(sqlite_store)
+    runner = ProjectionRunner(sqlite_store, [counts], batch_size=5)
+    runner.run_until_caught_up(timeout=10)
+    assert counts.position() == sqlite_store.head_position()
+    assert counts.rows() == {f"acct-{i}": (3, 3) for i in range(4)}
+    assert run_batch(counts).applied == 0  # nothing new: applying again changes nothing
+    assert counts.rows() == {f"acct-{i}": (3, 3) for i in range(4)}
+
+
+def test_two_runners_racing_on_one_projection_apply_each_event_exactly_once(sqlite_store: EventStore) -> None:
+    append_deposits(sqlite_store, streams=20, per_stream=10)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            store = open_store(sqlite_store.url)  # its own connections, like another process
+            ProjectionRunner(store, [Counts(store)], batch_size=7).run_until_caught_up(timeout=30)
+            store.close()
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = Counts(sqlite_store).rows()
+    assert sum(events for events, _ in rows.values()) == 200
+    assert all(row == (10, 10) for row in rows.values())
+
+
+def test_read_your_writes_with_a_background_runner(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    with ProjectionRunner(sqlite_store, [counts], poll_interval=0.005):
+        for amount in range(1, 6):
+            position = sqlite_store.append("acct-1", [deposit(amount)]).last_position
+            assert position is not None
+            counts.wait_until(position, timeout=10)
+            events, _total = counts.rows()["acct-1"]
+            assert events == amount  # the query sees the append it waited for
+    assert counts.rows() == {"acct-1": (5, 15)}
+
+
+def test_wait_until_times_out_naming_projection_and_positions(sqlite_store: EventStore) -> None:
+    counts = Counts(sqlite_store)
+    counts.ensure()
+    position = append_deposits(sqlite_store, streams=1, per_stream=3)
+    with pytest.raises(ProjectionTimeout) as raised:
+        counts.wait_until(position, timeout=0.05)
+    error = raised.value
+    assert (error.name, error.wanted, error.reached) == ("counts", position, 0)
+    assert "'counts'" in str(error) and f"position {position}" in str(error) and "position 0" in str(error)
+
+
+def test_tables_are_versioned_and_named_from_checked_identifiers(sqlite_store: EventStore) -> None:
+    Counts(sqlite_store).ensure()
+    assert "counts__streams__v1" in table_names(sqlite_store)
+    assert "projections" in table_names(sqlite_store)
+
+
+@pytest.mark.parametrize(
+    "bad_name",
+    ['x"; DROP TABLE events; --', "Upper", "double__underscore", "1starts_with_digit", "", "a" * 41],
+)
+def test_projection_names_that_could_inject_sql_are_refused(bad_name: str) -> None:
+    with pytest.raises(InvalidProjection, match="invalid projection name"):
+
+        class Bad(Projection):
+            name = bad_name
+            tables = ("t",)
+            schema = ("CREATE TABLE {t} (x INTEGER)",)
+
+            @handles("A")
+            def on_a(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+                pass
+
+
+def test_declaration_errors_are_found_at_class_creation() -> None:
+    with pytest.raises(InvalidProjection, match="undeclared table"):
+
+        class UsesUndeclared(Projection):
+            name = "uses_undeclared"
+            tables = ("t",)
+            schema = ("CREATE TABLE {t} (x INTEGER)", "CREATE INDEX i ON {other} (x)")
+
+            @handles("A")
+            def on_a(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+                pass
+
+    with pytest.raises(InvalidProjection, match="no @handles"):
+
+        class NoHandlers(Projection):
+            name = "no_handlers"
+            tables = ("t",)
+            schema = ("CREATE TABLE {t} (x INTEGER)",)
+
+
+def test_projections_need_a_sql_store() -> None:
+    with pytest.raises(UnsupportedStore, match="no SQL"):
+        Counts(open_store("memory://"))
