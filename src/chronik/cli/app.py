@@ -19,6 +19,14 @@ from rich.console import Console
 
 import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
 from chronik.cli.demo_cart import run_cart_demo
+from chronik.cli.groups import groups_app, worker
+from chronik.cli.projections import (
+    projections_app,
+    reconcile_command,
+    seal_command,
+    trace_command,
+    verify_command,
+)
 from chronik.cli.tables import history_table, print_events
 from chronik.domain import aggregates
 from chronik.errors import ChronikError, InvalidExpectedVersion
@@ -241,6 +249,16 @@ def demo_cart(store_url: StoreOption = None) -> None:
     """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
     with opened_store(store_url) as store:
         run_cart_demo(store, Console(highlight=False))
+
+
+# Commands of the outer layers, after the core ones so that --help lists those first.
+app.add_typer(groups_app, name="groups")
+app.command("worker")(worker)
+app.add_typer(projections_app, name="projections")
+app.command("reconcile")(reconcile_command)
+app.command("trace")(trace_command)
+app.command("verify")(verify_command)
+app.command("seal")(seal_command)
 
 
 def main() -> None:
