@@ -13,9 +13,15 @@ import os
 import random
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import msgspec
+
+if TYPE_CHECKING:
+    import av
+
+# PyAV is imported inside the functions that use it: importing the example (to register its
+# aggregate for `chronik state`, or the CLI) must work without the optional `video` extra.
 
 TARGET_HEIGHT = 360
 
@@ -57,6 +63,8 @@ def transcode(source: Path, output: Path, thumbnail: Path, *, height: int = TARG
     thumbnail.parent.mkdir(parents=True, exist_ok=True)
     partial_output = output.with_name(output.name + ".partial")
     partial_thumbnail = thumbnail.with_name(thumbnail.name + ".partial")
+    import av
+
     try:
         with av.open(str(source)) as container:
             if not container.streams.video:
@@ -114,6 +122,8 @@ def transcode(source: Path, output: Path, thumbnail: Path, *, height: int = TARG
 
 
 def _write_png(frame: av.VideoFrame, path: Path) -> None:
+    import av
+
     rgb = frame.reformat(format="rgb24")
     encoder = av.CodecContext.create("png", "w")
     encoder.width, encoder.height, encoder.pix_fmt = rgb.width, rgb.height, "rgb24"
@@ -128,6 +138,8 @@ def _remove(*paths: Path) -> None:
 
 def probe(path: Path) -> tuple[str, int, int, float]:
     """(codec, width, height, duration in seconds) of a file's first video stream: for tests and the demo."""
+    import av
+
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         duration = float(container.duration / av.time_base) if container.duration else 0.0
@@ -138,6 +150,8 @@ def make_sample_video(
     path: Path, *, seconds: float = 1.5, width: int = 320, height: int = 240, fps: int = 10, seed: int = 0
 ) -> Path:
     """Write a short synthetic MP4: a coloured square crossing a gradient, different for every seed."""
+    import av
+
     rng = random.Random(seed)
     base = [rng.randrange(40, 200) for _ in range(3)]
     square = bytes(rng.randrange(256) for _ in range(3))
