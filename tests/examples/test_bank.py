@@ -210,6 +210,12 @@ def test_a_drifted_balance_projection_is_detected(store_factory: StoreFactory, b
     open_two(bank)
     bank.transfer("t1", "ann", "bob", 1_500)
     assert balances.balances() == {"ann": 8_500, "bob": 1_500}
+    listed = queries.accounts(store)
+    assert [(a.account_id, a.owner, a.balance_cents, a.deposits_cents) for a in listed] == [
+        ("ann", "Ann", 8_500, 10_000),
+        ("bob", "Bob", 1_500, 0),
+    ]
+    assert [a.account_id for a in queries.accounts(store, prefix="b")] == ["bob"]
     assert queries.check_ledger(store, projection=balances).ok and reconcile(balances).ok
     if backend != "sqlite":
         return

@@ -271,3 +271,24 @@ def check_ledger(
         overdrawn=tuple(sorted(overdrawn)),
         drift=tuple(drift),
     )
+
+
+class AccountRow(msgspec.Struct, frozen=True):
+    account_id: str
+    owner: str
+    status: str
+    balance_cents: int
+    overdraft_limit_cents: int
+    deposits_cents: int
+    withdrawals_cents: int
+    updated_at: str
+
+
+def accounts(store: EventStore, *, prefix: str = "", limit: int = 1000) -> list[AccountRow]:
+    """Accounts from the `bank_accounts` projection (kept current inline or by a runner), by id."""
+    rows = AccountBalances(store).query(
+        "SELECT account_id, owner, status, balance_cents, overdraft_limit_cents, deposits_cents, "
+        "withdrawals_cents, updated_at FROM {accounts} WHERE account_id >= ? ORDER BY account_id LIMIT ?",
+        (prefix, limit),
+    )
+    return [AccountRow(*row) for row in rows if str(row[0]).startswith(prefix)]
