@@ -6,7 +6,6 @@ compensated, and every completed transfer moved its money exactly once."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,21 +16,12 @@ import pytest
 
 from chronik.examples.bank import Bank, queries
 from chronik.store import open_store
+from tests.examples.process_urls import process_store_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8
 ACCOUNTS = 20
 SECONDS = 4.0
-
-
-def process_store_urls() -> list[object]:
-    """Where process tests run: a SQLite file always; PostgreSQL when CHRONIK_TEST_POSTGRES_URL is set."""
-    urls: list[object] = [pytest.param("sqlite", id="sqlite")]
-    if os.environ.get("CHRONIK_TEST_POSTGRES_URL"):
-        urls.append(
-            pytest.param(os.environ["CHRONIK_TEST_POSTGRES_URL"], id="postgres", marks=pytest.mark.postgres)
-        )
-    return urls
 
 
 @pytest.mark.chaos

@@ -20,19 +20,10 @@ import pytest
 
 from chronik.examples.video import BlobStore, make_sample_video, upload_video
 from chronik.store import EventStore, open_store
+from tests.examples.process_urls import process_store_urls
 
 TTL = 3.0
 SLOW = 2.5
-
-
-def process_store_urls() -> list[object]:
-    """Where process tests run: a SQLite file always; PostgreSQL when CHRONIK_TEST_POSTGRES_URL is set."""
-    urls: list[object] = [pytest.param("sqlite", id="sqlite")]
-    if os.environ.get("CHRONIK_TEST_POSTGRES_URL"):
-        urls.append(
-            pytest.param(os.environ["CHRONIK_TEST_POSTGRES_URL"], id="postgres", marks=pytest.mark.postgres)
-        )
-    return urls
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
