@@ -126,13 +126,14 @@ class MonthlyStatements(Projection):
 
     @handles(*BALANCE_EVENTS)
     def money(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        # The existing row's columns are qualified: PostgreSQL finds a bare name ambiguous with `excluded`.
         amount = signed_amount(event.type, event.data)
         credit, debit = (amount, 0) if event.type in MONEY_IN else (0, -amount)
         tx.execute(
             "INSERT INTO {months} (account_id, month, credits_cents, debits_cents, entries) "
             "VALUES (?, ?, ?, ?, 1) ON CONFLICT (account_id, month) DO UPDATE SET "
-            "credits_cents = credits_cents + excluded.credits_cents, "
-            "debits_cents = debits_cents + excluded.debits_cents, entries = entries + 1",
+            "credits_cents = {months}.credits_cents + excluded.credits_cents, "
+            "debits_cents = {months}.debits_cents + excluded.debits_cents, entries = {months}.entries + 1",
             (_account_id(event), event.occurred_at.strftime("%Y-%m"), credit, debit),
         )
 
