@@ -10,6 +10,7 @@ fresh video ids, so it can be run again on the same file.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -52,7 +53,11 @@ class _Worker:
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
         assert self.process.stdout is not None
-        self.process.stdout.readline()  # {"ready": true}: it has joined the group's tables
+        if not self.process.stdout.readline():  # {"ready": true}: it has joined the group's tables
+            self.process.wait()
+            tail = log.read_text()[-1500:]
+            code = self.process.returncode
+            raise InvalidInput(f"{name} exited with code {code} before it was ready:\n{tail}")
 
     def stop(self) -> dict[str, Any]:
         if self.process.poll() is None:
@@ -78,6 +83,8 @@ def _status(store: EventStore, video_id: str) -> str:
 
 
 def run_video_demo(store_url: str | None, console: Console, *, workers: int = 3) -> None:
+    if importlib.util.find_spec("av") is None:
+        raise InvalidInput("the video demo transcodes with PyAV: pip install 'chronik[video]'")
     url = store_url or default_store_url()
     if url.startswith("memory"):
         raise InvalidInput("the video demo starts worker processes: give it a shared store (sqlite:///x.db)")
