@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chronik.store import open_store
 from tests.cli.test_subprocess import run_chronik
 
 
@@ -35,4 +36,12 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_pa
     state = json.loads(run_chronik("state", video.group(1), cwd=tmp_path).stdout)
     assert (state["aggregate"], state["state"]["status"]) == ("Video", "succeeded")
     assert state["state"]["worker"] != "worker-1"
+    store = open_store(f"sqlite:///{tmp_path / 'chronik.db'}")
+    outcomes = {}
+    for info in store.list_streams(prefix="video-"):
+        types = [event.type for event in store.read_stream(info.stream)]
+        outcomes[info.stream] = types.count("VideoProcessingSucceeded") + types.count("VideoParked")
+        assert types[-1] in ("VideoProcessingSucceeded", "VideoParked"), types  # nothing after the outcome
+    store.close()
+    assert len(outcomes) == 5 and set(outcomes.values()) == {1}  # each video finished exactly once
     assert run_chronik("demo", "video", "--store", "memory://", cwd=tmp_path).returncode == 1

@@ -113,3 +113,42 @@ def test_a_worker_stopped_past_its_lease_is_fenced_when_it_wakes(url: str, tmp_p
     assert Path(succeeded["output_path"]).parent.name in renditions and "worker-b" in succeeded["output_path"]
     assert any("worker-a" in name for name in renditions)  # A's late output exists, referenced by nothing
     store.close()
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+@pytest.mark.parametrize("url", process_store_urls())
+def test_a_worker_killed_mid_job_is_replaced_and_the_video_done_once(url: str, tmp_path: Path) -> None:
+    if url == "sqlite":
+        url = f"sqlite:///{tmp_path / 'video.db'}"
+    store = open_store(url)
+    blobs = BlobStore(tmp_path / "blobs")
+    group = f"crash-{uuid.uuid4().hex[:8]}"
+    worker_a = start_worker(url, blobs.root, "worker-a", group, tmp_path / "a.log", "--slow", str(SLOW))
+    worker_b: subprocess.Popen[str] | None = None
+    try:
+        video_id = upload_video(
+            store, blobs, make_sample_video(tmp_path / "clip.mp4", seconds=1.0), uploader="ann"
+        )
+        stream = f"video-{video_id}"
+        wait_for("A to start the video", lambda: len(store.read_stream(stream)) >= 2)
+        worker_a.kill()  # SIGKILL: no goodbye, no leave; its lease has to run out
+        assert worker_a.wait(timeout=10) == -signal.SIGKILL
+        worker_b = start_worker(url, blobs.root, "worker-b", group, tmp_path / "b.log")
+        wait_for(
+            "B to finish the video", lambda: events_of(store, stream)[-1][0] == "VideoProcessingSucceeded"
+        )
+        stats_b = stop(worker_b)
+    finally:
+        if worker_b is not None and worker_b.poll() is None:
+            worker_b.kill()
+            worker_b.wait()
+    history = events_of(store, stream)
+    assert [(t, d.get("worker")) for t, d in history] == [
+        ("VideoUploaded", None),
+        ("VideoProcessingStarted", "worker-a"),
+        ("VideoProcessingStarted", "worker-b"),
+        ("VideoProcessingSucceeded", "worker-b"),
+    ]
+    assert history[2][1]["epoch"] > history[1][1]["epoch"] and stats_b["succeeded"] == 1
+    store.close()
