@@ -17,10 +17,8 @@ import msgspec
 import typer
 from rich.console import Console
 
-import chronik.examples.bank  # registers the bundled examples' aggregates for `state`
-import chronik.examples.cart
-import chronik.examples.video  # noqa: F401
-from chronik.cli.demo_bank import run_bank_demo
+import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
+from chronik.cli.demo_bank import run_bank_demo  # (the bank and video demos import their examples too)
 from chronik.cli.demo_cart import run_cart_demo
 from chronik.cli.demo_video import run_video_demo
 from chronik.cli.groups import groups_app, worker
