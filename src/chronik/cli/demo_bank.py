@@ -60,6 +60,12 @@ def _run(store: EventStore, clock: ManualClock, console: Console) -> None:
     console.print(
         f"store: {store.url}\naccounts: account-{alice}, account-{bob}, account-{carol}", highlight=False
     )
+    if start != START:
+        console.print(
+            f"(this store's log already runs past {_day(START)}; recorded time never goes backwards, "
+            f"so this run's clock starts on {_day(start)})",
+            highlight=False,
+        )
 
     # 1 -------------------------------------------------------------------------------------------
     console.rule("1. Five years of a ledger (a manual clock moves the bank through time)")
