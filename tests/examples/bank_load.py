@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from chronik.errors import StoreUnavailable
+from chronik.errors import StoreUnavailable, WrongExpectedVersion
 from chronik.examples.bank import Bank, transfer_manager
 from chronik.store import open_store
 
@@ -56,8 +56,8 @@ def main(url: str, prefix: str, accounts: int, seconds: float, seed: int) -> Non
                     transfer_id = f"{prefix}-{seed}-{len(initiated)}"
                     bank.initiate_transfer(transfer_id, account, target, rng.randint(1, 4_000))
                     initiated.append(transfer_id)
-            except StoreUnavailable:
-                time.sleep(0.05)  # a busy database: the command wrote nothing; go on
+            except (StoreUnavailable, WrongExpectedVersion):
+                time.sleep(0.05)  # a busy database, or lost races on every retry: nothing written; go on
             time.sleep(rng.uniform(0, 0.01))
     finally:
         member.stop()
