@@ -6,6 +6,8 @@ and the work is done again."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +146,32 @@ def test_a_failed_statement_rolls_the_whole_write_back_and_it_is_retried(
     }
     assert (worker.stats.write_retries, worker.stats.abandoned) == (1, 0)
     assert reconcile(VideoBoard(sqlite_store)).ok
+
+
+def test_the_worker_loop_outlives_a_database_it_cannot_reach(
+    sqlite_store: EventStore, tmp_path: Path
+) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    worker = VideoWorker(
+        sqlite_store, blobs, worker_id="w1", group="g-loop", partitions=1, write_backoff=0.02
+    )
+    locker = sqlite3.connect(sqlite_store.path, isolation_level=None)  # type: ignore[attr-defined]
+    locker.execute("BEGIN IMMEDIATE")  # not even a heartbeat can be written
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        time.sleep(0.8)  # several failed steps (each waits busy_timeout = 0.2 s for the lock)
+        assert runner.is_alive() and worker.leases == {}
+        locker.execute("ROLLBACK")
+        video_id = upload_video(
+            sqlite_store, blobs, make_sample_video(tmp_path / "c.mp4", seconds=1.0), uploader="ann"
+        )
+        deadline = time.monotonic() + 30
+        while queries.video(sqlite_store, video_id)["status"] != "succeeded":
+            assert runner.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+        locker.close()
+    assert not runner.is_alive() and worker.stats.succeeded == 1
