@@ -36,13 +36,14 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
 def start_worker(
     url: str, blobs: Path, name: str, group: str, log: Path, *extra: str
 ) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "chronik.examples.video", "--store", url, "--blobs", str(blobs), "--id", name,
-         "--group", group, "--partitions", "1", "--ttl", str(TTL), *extra],
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )  # fmt: skip
+    with log.open("w") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "chronik.examples.video", "--store", url, "--blobs", str(blobs),
+             "--id", name, "--group", group, "--partitions", "1", "--ttl", str(TTL), *extra],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )  # fmt: skip
 
 
 def stop(worker: subprocess.Popen[str]) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def test_a_worker_stopped_past_its_lease_is_fenced_when_it_wakes(url: str, tmp_p
             if worker is not None and worker.poll() is None:
                 os.kill(worker.pid, signal.SIGCONT)
                 worker.kill()
-                worker.wait()
+                worker.communicate()
 
     history = events_of(store, stream)
     types = [event_type for event_type, _ in history]
@@ -133,7 +134,8 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_video_done_once(url: str, t
         stream = f"video-{video_id}"
         wait_for("A to start the video", lambda: len(store.read_stream(stream)) >= 2)
         worker_a.kill()  # SIGKILL: no goodbye, no leave; its lease has to run out
-        assert worker_a.wait(timeout=10) == -signal.SIGKILL
+        worker_a.communicate(timeout=10)
+        assert worker_a.returncode == -signal.SIGKILL
         worker_b = start_worker(url, blobs.root, "worker-b", group, tmp_path / "b.log")
         wait_for(
             "B to finish the video", lambda: events_of(store, stream)[-1][0] == "VideoProcessingSucceeded"
@@ -142,7 +144,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_video_done_once(url: str, t
     finally:
         if worker_b is not None and worker_b.poll() is None:
             worker_b.kill()
-            worker_b.wait()
+            worker_b.communicate()
     history = events_of(store, stream)
     assert [(t, d.get("worker")) for t, d in history] == [
         ("VideoUploaded", None),

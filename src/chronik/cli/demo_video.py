@@ -51,10 +51,11 @@ class _Worker:
             "--board",
             *extra,
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+        with log.open("w") as stderr:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         assert self.process.stdout is not None
         if not self.process.stdout.readline():  # {"ready": true}: it has joined the group's tables
-            self.process.wait()
+            self.process.communicate()
             tail = log.read_text()[-1500:]
             code = self.process.returncode
             raise InvalidInput(f"{name} exited with code {code} before it was ready:\n{tail}")
@@ -97,7 +98,7 @@ def run_video_demo(store_url: str | None, console: Console, *, workers: int = 3)
             if worker.process.poll() is None:
                 os.kill(worker.process.pid, signal.SIGCONT)
                 worker.process.kill()
-                worker.process.wait()
+                worker.process.communicate()
         store.close()
 
 
