@@ -1,6 +1,6 @@
 """One load process of the bank's concurrency test: random transfers while running the process manager.
 
-    python -m tests.examples.bank_load STORE_URL PREFIX ACCOUNTS SECONDS SEED
+    python -m tests.examples.bank_load STORE_URL PREFIX ACCOUNTS SECONDS SEED LEASE_TTL
 
 Initiates random transfers among the accounts PREFIX-0 .. PREFIX-{ACCOUNTS-1}, freezes and unfreezes
 accounts now and then (so credits are refused and compensated), re-sends some commands (which must
@@ -21,10 +21,10 @@ from chronik.examples.bank import Bank, transfer_manager
 from chronik.store import open_store
 
 
-def main(url: str, prefix: str, accounts: int, seconds: float, seed: int) -> None:
+def main(url: str, prefix: str, accounts: int, seconds: float, seed: int, lease_ttl: float) -> None:
     store = open_store(url)
     bank = Bank(store, actor=f"load-{seed}")
-    member = transfer_manager(store, member_id=f"{prefix}-member-{seed}", lease_ttl=15.0)
+    member = transfer_manager(store, member_id=f"{prefix}-member-{seed}", lease_ttl=lease_ttl)
     runner = threading.Thread(target=member.run, name="transfer-manager")
     runner.start()
     rng = random.Random(seed)
@@ -71,5 +71,5 @@ def main(url: str, prefix: str, accounts: int, seconds: float, seed: int) -> Non
 
 
 if __name__ == "__main__":
-    url, prefix, accounts, seconds, seed = sys.argv[1:6]
-    main(url, prefix, int(accounts), float(seconds), int(seed))
+    url, prefix, accounts, seconds, seed, lease_ttl = sys.argv[1:7]
+    main(url, prefix, int(accounts), float(seconds), int(seed), float(lease_ttl))
