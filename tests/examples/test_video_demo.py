@@ -23,7 +23,11 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_pa
         capture_output=True,
         text=True,
         timeout=240,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "TMPDIR": str(tmp_path),
+        },  # the demo keeps its files there
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout
