@@ -62,15 +62,25 @@ except ImportError:
     pass
 
 
-def _backend_params() -> list[object]:
+def _backend_params(*, sql_only: bool = False) -> list[object]:
     params: list[object] = []
     for name in BACKENDS:
+        if sql_only and name == "memory":
+            continue
         marks = [pytest.mark.postgres] if name == "postgres" else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
 
-@pytest.fixture(params=_backend_params())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses `backend` runs once per backend; `@pytest.mark.sql_stores` limits it to
+    the SQL ones (read models live in SQL tables), so no test is skipped for want of SQL."""
+    if "backend" in metafunc.fixturenames:
+        sql_only = metafunc.definition.get_closest_marker("sql_stores") is not None
+        metafunc.parametrize("backend", _backend_params(sql_only=sql_only), indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name

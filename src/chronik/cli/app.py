@@ -18,7 +18,9 @@ import typer
 from rich.console import Console
 
 import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
+from chronik.cli.demo_bank import run_bank_demo  # (the bank and video demos import their examples too)
 from chronik.cli.demo_cart import run_cart_demo
+from chronik.cli.demo_video import run_video_demo
 from chronik.cli.groups import groups_app, worker
 from chronik.cli.projections import (
     projections_app,
@@ -249,6 +251,23 @@ def demo_cart(store_url: StoreOption = None) -> None:
     """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
     with opened_store(store_url) as store:
         run_cart_demo(store, Console(highlight=False))
+
+
+@demo_app.command("bank")
+def demo_bank(store_url: StoreOption = None) -> None:
+    """The seed's bank: transfers, a compensation, five years of time travel, a back-dated correction."""
+    with reported_errors():
+        run_bank_demo(store_url, Console(highlight=False))
+
+
+@demo_app.command("video")
+def demo_video(
+    store_url: StoreOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=2, help="Worker processes to start.")] = 3,
+) -> None:
+    """The seed's video pipeline: real transcodes by worker processes, a paused worker fenced, timelines."""
+    with reported_errors():
+        run_video_demo(store_url, Console(highlight=False), workers=workers)
 
 
 # Commands of the outer layers, after the core ones so that --help lists those first.

@@ -1,0 +1,226 @@
+"""The seed's bank on every backend: account rules, idempotent commands, the transfer saga with its
+compensation, the time machine by business and by recorded time, and the books checked."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chronik.clock import ManualClock
+from chronik.errors import AggregateNotFound
+from chronik.examples.bank import (
+    AccountBalances,
+    AccountNotOpen,
+    BalanceNotZero,
+    Bank,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidTransfer,
+    MonthlyStatements,
+    queries,
+)
+from chronik.projections import reconcile
+from chronik.store import EventStore
+from tests.conftest import StoreFactory
+
+
+def open_two(bank: Bank, *, deposit: int = 10_000) -> None:
+    bank.open_account("ann", "Ann", command_id="open-ann")
+    bank.open_account("bob", "Bob", command_id="open-bob")
+    bank.deposit("ann", deposit, command_id="dep-ann")
+
+
+def test_an_account_never_goes_below_its_overdraft_limit(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank, deposit=1_000)
+    with pytest.raises(InsufficientFunds) as refused:
+        bank.withdraw("ann", 1_001, command_id="w1")
+    assert (refused.value.balance, refused.value.amount) == (1_000, 1_001)
+    bank.withdraw("ann", 1_000, command_id="w2")
+    bank.set_overdraft_limit("ann", 500, command_id="limit")
+    bank.withdraw("ann", 500, command_id="w3")  # down to -500: allowed by the limit
+    with pytest.raises(InsufficientFunds):
+        bank.withdraw("ann", 1, command_id="w4")
+    assert bank.account("ann").state.balance_cents == -500
+    with pytest.raises(InvalidAmount):
+        bank.deposit("ann", 0, command_id="zero")
+    with pytest.raises(InvalidAmount):
+        bank.deposit("ann", -5, command_id="negative")
+    assert [e.type for e in store.read_stream("account-ann")] == [
+        "AccountOpened",
+        "FundsDeposited",
+        "FundsWithdrawn",
+        "OverdraftLimitSet",
+        "FundsWithdrawn",
+    ]
+
+
+def test_frozen_and_closed_accounts_refuse_money(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank)
+    bank.freeze("bob", command_id="freeze-bob", reason="fraud check")
+    with pytest.raises(AccountNotOpen):
+        bank.deposit("bob", 100, command_id="d-bob")
+    bank.unfreeze("bob", command_id="unfreeze-bob")
+    bank.deposit("bob", 100, command_id="d-bob")
+    with pytest.raises(BalanceNotZero):
+        bank.close("bob", command_id="close-bob")
+    bank.withdraw("bob", 100, command_id="w-bob")
+    bank.close("bob", command_id="close-bob")
+    with pytest.raises(AccountNotOpen):
+        bank.deposit("bob", 100, command_id="d-bob-2")
+    with pytest.raises(AggregateNotFound):
+        bank.deposit("nobody", 100, command_id="d-nobody")
+    assert bank.account("bob").state.status == "closed"
+
+
+def test_a_retried_command_is_an_acknowledged_no_op(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank)
+    first = bank.withdraw("ann", 3_000, command_id="atm-42")
+    bank.deposit("ann", 1, command_id="other")  # the account moves on meanwhile
+    again = bank.withdraw("ann", 3_000, command_id="atm-42")  # the client timed out and re-sent
+    assert (first.already_done, again.already_done) == (False, True)
+    assert bank.account("ann").state.balance_cents == 10_000 - 3_000 + 1
+    assert bank.open_account("ann", "Ann", command_id="open-ann").already_done
+    withdrawals = [e for e in store.read_stream("account-ann") if e.type == "FundsWithdrawn"]
+    assert len(withdrawals) == 1 and withdrawals[0].metadata["command_id"] == "atm-42"
+
+
+def test_transfers_complete_reject_or_compensate_and_money_is_kept(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank)
+    done = bank.transfer("t-ok", "ann", "bob", 2_500)
+    assert done.state.status == "completed"
+    rejected = bank.transfer("t-big", "ann", "bob", 1_000_000)
+    assert rejected.state.status == "rejected" and "holds 7500 cents" in (rejected.state.reason or "")
+    bank.freeze("bob", command_id="freeze-bob")
+    compensated = bank.transfer("t-frozen", "ann", "bob", 1_000)
+    assert compensated.state.status == "compensated" and "frozen" in (compensated.state.reason or "")
+    missing = bank.transfer("t-ghost", "ann", "nobody", 1_000)
+    assert missing.state.status == "compensated"  # the money came back
+    assert (bank.account("ann").state.balance_cents, bank.account("bob").state.balance_cents) == (
+        7_500,
+        2_500,
+    )
+    with pytest.raises(InvalidTransfer):
+        bank.initiate_transfer("t-self", "ann", "ann", 5)
+    check = queries.check_ledger(store)
+    assert check.ok and check.balanced and check.in_transit_cents == 0 and check.unfinished_transfers == ()
+    assert (check.total_balance_cents, check.deposits_cents) == (10_000, 10_000)
+
+    trail = queries.transfer_trail(store, "t-frozen")
+    assert [(t.stream, t.type) for t in trail] == [
+        ("transfer-t-frozen", "TransferInitiated"),
+        ("account-ann", "TransferDebited"),
+        ("transfer-t-frozen", "TransferSourceDebited"),
+        ("account-ann", "TransferRefunded"),
+        ("transfer-t-frozen", "TransferCompensated"),
+    ]
+    assert trail[1].causation_id is not None and trail[1].actor == "transfer-manager"
+    # Sending the transfer again is acknowledged: no second debit.
+    assert bank.initiate_transfer("t-ok", "ann", "bob", 2_500).already_done
+    bank.process_transfers()
+    assert bank.account("ann").state.balance_cents == 7_500
+
+
+def test_the_process_manager_survives_a_step_delivered_twice(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank)
+    bank.transfer("t1", "ann", "bob", 1_000)
+    from chronik.examples.bank import TransferProcessManager
+
+    manager = TransferProcessManager(store)
+    for event in store.read_stream("transfer-t1"):  # at-least-once: every step handed over again
+        with store.transaction() as uow:
+            manager(event, uow)
+    assert len(store.read_stream("account-ann")) == 3 and len(store.read_stream("account-bob")) == 2
+    assert queries.check_ledger(store).ok
+
+
+def test_time_machine_by_business_time_and_by_recorded_time(store_factory: StoreFactory) -> None:
+    clock = ManualClock(datetime(2021, 3, 1, 9, 0, tzinfo=UTC))
+    store = store_factory(clock=clock)
+    bank = Bank(store)
+    bank.open_account("ann", "Ann", command_id="open")
+    bank.deposit("ann", 50_000, command_id="salary-2021-03", description="salary")
+    five_years_ago = clock()
+    clock.set(datetime(2023, 6, 1, tzinfo=UTC))
+    bank.withdraw("ann", 20_000, command_id="car", description="car")
+    clock.set(datetime(2026, 3, 1, tzinfo=UTC))
+    knew_at = clock()
+    clock.advance(timedelta(days=1))
+    # A branch deposit of March 2023 is entered only now, back-dated to when it happened.
+    march_2023 = datetime(2023, 3, 15, tzinfo=UTC)
+    bank.deposit(
+        "ann", 1_200, command_id="branch-2023-03-15", description="branch deposit", occurred_at=march_2023
+    )
+
+    assert queries.balance_as_of(store, "ann", occurred_at=five_years_ago).balance_cents == 50_000
+    with pytest.raises(AggregateNotFound):
+        queries.balance_as_of(store, "ann", occurred_at=datetime(2020, 1, 1, tzinfo=UTC))
+    end_of_2023 = datetime(2023, 12, 31, tzinfo=UTC)
+    in_the_world = queries.balance_as_of(store, "ann", occurred_at=end_of_2023)
+    assert in_the_world.balance_cents == 50_000 - 20_000 + 1_200
+    what_we_knew = queries.balance_as_of(store, "ann", recorded_at=knew_at)
+    assert (what_we_knew.balance_cents, what_we_knew.basis) == (30_000, "recorded time")
+    assert queries.balance_as_of(store, "ann").balance_cents == 31_200
+
+    year_2023 = dict(start=datetime(2023, 1, 1, tzinfo=UTC), end=end_of_2023)
+    now_printed = queries.statement(store, "ann", **year_2023)
+    assert (now_printed.opening_balance_cents, now_printed.closing_balance_cents) == (50_000, 31_200)
+    assert [line.amount_cents for line in now_printed.lines] == [1_200, -20_000]  # business-time order
+    printed_then = queries.statement(store, "ann", known_at=knew_at, **year_2023)
+    assert [line.amount_cents for line in printed_then.lines] == [-20_000]
+    assert printed_then.closing_balance_cents == 30_000
+
+
+@pytest.mark.sql_stores
+def test_monthly_statements_follow_business_time(store_factory: StoreFactory, backend: str) -> None:
+    clock = ManualClock(datetime(2026, 1, 10, tzinfo=UTC))
+    store = store_factory(clock=clock)
+    months = MonthlyStatements(store)
+    months.attach_inline()
+    bank = Bank(store)
+    open_two(bank)
+    clock.set(datetime(2026, 2, 5, tzinfo=UTC))
+    bank.transfer("t1", "ann", "bob", 4_000)
+    clock.set(datetime(2026, 3, 2, tzinfo=UTC))
+    bank.deposit("ann", 300, command_id="late", occurred_at=datetime(2026, 1, 20, tzinfo=UTC))
+    summary = [
+        (m.month, m.opening_balance_cents, m.credits_cents, m.debits_cents, m.closing_balance_cents)
+        for m in queries.monthly_statements(store, "ann")
+    ]
+    assert summary == [("2026-01", 0, 10_300, 0, 10_300), ("2026-02", 10_300, 0, 4_000, 6_300)]
+    assert [m.closing_balance_cents for m in months.months("bob")] == [4_000]
+
+
+@pytest.mark.sql_stores
+def test_a_drifted_balance_projection_is_detected(store_factory: StoreFactory, backend: str) -> None:
+    store = store_factory()
+    balances = AccountBalances(store)
+    balances.attach_inline()
+    bank = Bank(store)
+    open_two(bank)
+    bank.transfer("t1", "ann", "bob", 1_500)
+    assert balances.balances() == {"ann": 8_500, "bob": 1_500}
+    listed = queries.accounts(store)
+    assert [(a.account_id, a.owner, a.balance_cents, a.deposits_cents) for a in listed] == [
+        ("ann", "Ann", 8_500, 10_000),
+        ("bob", "Bob", 1_500, 0),
+    ]
+    assert [a.account_id for a in queries.accounts(store, prefix="b")] == ["bob"]
+    assert queries.check_ledger(store, projection=balances).ok and reconcile(balances).ok
+    if backend != "sqlite":
+        return
+    raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+    with raw:  # someone "fixes" a balance by hand, behind the log's back
+        raw.execute("UPDATE bank_accounts__accounts__v1 SET balance_cents = 9000 WHERE account_id = 'bob'")
+    raw.close()
+    check = queries.check_ledger(store, projection=balances)
+    assert not check.ok and check.balanced  # the log still balances; the read model drifted
+    assert [(d.account_id, d.projected_cents, d.actual_cents) for d in check.drift] == [("bob", 9_000, 1_500)]
+    report = reconcile(balances)
+    assert not report.ok and report.differences[0].key == {"account_id": "bob"}

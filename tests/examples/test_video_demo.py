@@ -1,0 +1,51 @@
+"""`chronik demo video` as a user runs it: worker processes, one frozen and fenced, every video finished."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chronik.store import open_store
+from tests.cli.test_subprocess import run_chronik
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chronik", "demo", "video"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "TMPDIR": str(tmp_path),
+        },  # the demo keeps its files there
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "this run: {'succeeded': 4, 'failed': 1}" in text, text[-3000:]
+    assert "worker-1: succeeded 0, failed attempts 0, parked 0, fenced 1" in text
+    assert "has exactly 1 success" in text and "no longer holds partition" in text
+    assert "VideoParked" in text and "not a readable video" in text
+    video = re.search(r"chronik state (video-[0-9a-f]+)", text)
+    assert video is not None
+    state = json.loads(run_chronik("state", video.group(1), cwd=tmp_path).stdout)
+    assert (state["aggregate"], state["state"]["status"]) == ("Video", "succeeded")
+    assert state["state"]["worker"] != "worker-1"
+    store = open_store(f"sqlite:///{tmp_path / 'chronik.db'}")
+    outcomes = {}
+    for info in store.list_streams(prefix="video-"):
+        types = [event.type for event in store.read_stream(info.stream)]
+        outcomes[info.stream] = types.count("VideoProcessingSucceeded") + types.count("VideoParked")
+        assert types[-1] in ("VideoProcessingSucceeded", "VideoParked"), types  # nothing after the outcome
+    store.close()
+    assert len(outcomes) == 5 and set(outcomes.values()) == {1}  # each video finished exactly once
+    assert run_chronik("demo", "video", "--store", "memory://", cwd=tmp_path).returncode == 1
