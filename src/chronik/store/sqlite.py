@@ -327,9 +327,45 @@ class SQLiteStore(EventStore):
             self._connections.clear()
         self._local = threading.local()
 
-    # -- helpers shared by the unit of work ----------------------------------------------------
-
     # -- reading -----------------------------------------------------------------------------
+
+    def _read_stream_rows(
+        self,
+        columns: str,
+        stream: str,
+        low: int | None,
+        high: int | None,
+        recorded_until: datetime | None,
+        occurred_until: datetime | None,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[Any]:
+        """One stream's rows within inclusive version bounds and times; `StreamNotFound` if it has none."""
+        check_stream_name(stream)
+        clauses = ["stream_name = ?"]
+        params: list[Any] = [stream]
+        for clause, value in (
+            ("stream_version >= ?", low),
+            ("stream_version <= ?", high),
+            ("recorded_at <= ?", None if recorded_until is None else format_timestamp(recorded_until)),
+            ("occurred_at <= ?", None if occurred_until is None else format_timestamp(occurred_until)),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = (
+            f"SELECT {columns} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY stream_version {'DESC' if backwards else 'ASC'}"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        connection = self.connection()
+        rows = connection.execute(sql, params).fetchall()
+        if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
+            raise StreamNotFound(stream)
+        return rows
 
     def read_stream(
         self,
@@ -342,33 +378,17 @@ class SQLiteStore(EventStore):
         recorded_until: datetime | None = None,
         occurred_until: datetime | None = None,
     ) -> list[RecordedEvent]:
-        check_stream_name(stream)
-        clauses = ["stream_name = ?"]
-        params: list[Any] = [stream]
         low, high = (to_version, from_version) if backwards else (from_version, to_version)
-        if low is not None:
-            clauses.append("stream_version >= ?")
-            params.append(low)
-        if high is not None:
-            clauses.append("stream_version <= ?")
-            params.append(high)
-        if recorded_until is not None:
-            clauses.append("recorded_at <= ?")
-            params.append(format_timestamp(recorded_until))
-        if occurred_until is not None:
-            clauses.append("occurred_at <= ?")
-            params.append(format_timestamp(occurred_until))
-        sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
-            f"ORDER BY stream_version {'DESC' if backwards else 'ASC'}"
+        rows = self._read_stream_rows(
+            _EVENT_COLUMNS,
+            stream,
+            low,
+            high,
+            recorded_until,
+            occurred_until,
+            backwards=backwards,
+            limit=limit,
         )
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(0, limit))
-        connection = self.connection()
-        rows = connection.execute(sql, params).fetchall()
-        if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
-            raise StreamNotFound(stream)
         return _to_recorded(rows)
 
     def read_stream_payloads(
@@ -380,26 +400,15 @@ class SQLiteStore(EventStore):
         recorded_until: datetime | None = None,
         occurred_until: datetime | None = None,
     ) -> list[EventPayload]:
-        check_stream_name(stream)
-        clauses = ["stream_name = ?", "stream_version >= ?"]
-        params: list[Any] = [stream, from_version or 0]
-        if to_version is not None:
-            clauses.append("stream_version <= ?")
-            params.append(to_version)
-        if recorded_until is not None:
-            clauses.append("recorded_at <= ?")
-            params.append(format_timestamp(recorded_until))
-        if occurred_until is not None:
-            clauses.append("occurred_at <= ?")
-            params.append(format_timestamp(occurred_until))
-        connection = self.connection()
-        rows: list[EventPayload] = connection.execute(
-            "SELECT stream_version, event_type, schema_version, data FROM events "
-            f"WHERE {' AND '.join(clauses)} ORDER BY stream_version",
-            params,
-        ).fetchall()
-        if not rows and connection.execute(SQL_STREAM_VERSION, (stream,)).fetchone()[0] is None:
-            raise StreamNotFound(stream)
+        # Hydration's lean read: the four columns it uses, straight off the (stream, version) index.
+        rows: list[EventPayload] = self._read_stream_rows(
+            "stream_version, event_type, schema_version, data",
+            stream,
+            from_version,
+            to_version,
+            recorded_until,
+            occurred_until,
+        )
         return rows
 
     def read_all(
