@@ -153,3 +153,11 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_readiness_is_open_but_shows_the_head_only_to_readers(live: LiveServer) -> None:
+    token = make_key(live, "read")
+    with live.client() as anonymous:
+        assert anonymous.get("/readyz").json() == {"status": "ready"}
+    with live.client(token) as reader:
+        assert reader.get("/readyz").json() == {"status": "ready", "head_position": 0}

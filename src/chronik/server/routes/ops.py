@@ -21,15 +21,22 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness")
-def readyz(state: StateDep) -> dict[str, Any]:
-    """The store answers a read; 503 otherwise (a load balancer then sends traffic elsewhere)."""
+def readyz(request: Request, state: StateDep) -> dict[str, Any]:
+    """The store answers a read; 503 otherwise (a load balancer then sends traffic elsewhere).
+
+    Open to all; the log's head position is included only for callers allowed to read.
+    """
     try:
         head = state.store.head_position()
     except Exception:
         raise Problem(503, "Not ready", "the store does not answer", headers={"Retry-After": "1"}) from None
     if state.stopping.is_set():
         raise Problem(503, "Not ready", "the server is shutting down")
-    return {"status": "ready", "head_position": head}
+    try:
+        allowed = authenticate(request, state).has_scope("read")
+    except Problem:
+        allowed = False
+    return {"status": "ready", "head_position": head} if allowed else {"status": "ready"}
 
 
 @router.get(

@@ -193,8 +193,9 @@
   async function pollHead() {
     const dot = document.getElementById("live-dot");
     try {
-      const ready = await fetch("/readyz").then((r) => r.json());
-      document.getElementById("head-position").textContent = `log head: ${ready.head_position}`;
+      const ready = await fetch("/readyz", { headers: authHeaders() }).then((r) => r.json());
+      document.getElementById("head-position").textContent =
+        ready.head_position === undefined ? "connected" : `log head: ${ready.head_position}`;
       dot.className = "dot on";
     } catch {
       dot.className = "dot off";
@@ -372,8 +373,8 @@
     const connect = async () => {
       controller = new AbortController();
       if (nextPosition === null) {
-        const ready = await fetch("/readyz").then((r) => r.json()).catch(() => ({ head_position: 0 }));
-        nextPosition = Math.max(1, ready.head_position - 24);
+        const ready = await fetch("/readyz", { headers: authHeaders() }).then((r) => r.json()).catch(() => ({}));
+        nextPosition = Math.max(1, (ready.head_position || 0) - 24);
       }
       const filter = category.value.trim() ? `&category=${encodeURIComponent(category.value.trim())}` : "";
       status.textContent = "live";
