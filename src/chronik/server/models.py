@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
+import msgspec
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chronik.events.envelope import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent
@@ -122,6 +124,19 @@ class StateOut(BaseModel):
     aggregate: str
     version: int
     state: dict[str, Any]
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(body: Any, headers: dict[str, str] | None = None) -> Response:
+    """Encode with msgspec and skip FastAPI's response validation.
+
+    For the hot read paths: the body is built from `RecordedEvent.to_dict()`, which already has
+    the documented shape, and validating a page of events through pydantic models cost more than
+    reading it from SQLite. The route still declares its `response_model` for the schema.
+    """
+    return Response(_encode(body), media_type="application/json", headers=headers)
 
 
 def expected_from(value: ExpectedVersionIn | None) -> ExpectedVersion | None:

@@ -18,14 +18,14 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from chronik.events.envelope import RecordedEvent
 from chronik.server.context import ReadKey, ServerState, StateDep
 from chronik.server.keys import ApiKey
-from chronik.server.models import MAX_INT, MAX_PAGE, LogPage
+from chronik.server.models import MAX_INT, MAX_PAGE, LogPage, json_response
 from chronik.server.problems import Problem
 
 router = APIRouter(prefix="/api", tags=["log"])
@@ -49,7 +49,7 @@ def read_log(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     category: Names = None,
     type: Names = None,
-) -> dict[str, Any]:
+) -> Response:
     """Events in global order from `from_position` (inclusive), optionally only some categories or types."""
     head = state.store.head_position()
     page = state.store.read_all(
@@ -59,7 +59,9 @@ def read_log(
     visible = _visible(page, key)
     state.metrics.reads.inc("log")
     state.metrics.read_events.inc("log", amount=len(visible))
-    return {"head_position": head, "events": [e.to_dict() for e in visible], "next_from_position": next_from}
+    return json_response(
+        {"head_position": head, "events": [e.to_dict() for e in visible], "next_from_position": next_from}
+    )
 
 
 @router.get("/correlations/{correlation_id}", response_model=LogPage, summary="One operation's events")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -26,6 +26,7 @@ from chronik.server.models import (
     StreamSummary,
     aware,
     expected_from,
+    json_response,
 )
 from chronik.server.problems import Problem
 from chronik.store import AppendRequest, AppendResult
@@ -113,7 +114,6 @@ def read_stream(
     stream: str,
     state: StateDep,
     key: ReadKey,
-    response: Response,
     from_version: Version = None,
     to_version: Version = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
@@ -122,7 +122,7 @@ def read_stream(
         datetime | None, Query(description="What the store knew at this time (recorded).")
     ] = None,
     occurred_as_of: Annotated[datetime | None, Query(description="Events that occurred by then.")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """A stream's events in version order (or newest first), optionally as of a past moment.
 
     The `ETag` header carries the stream's current version: send it back as `If-Match` to append.
@@ -140,12 +140,12 @@ def read_stream(
     version = state.store.stream_version(stream)
     state.metrics.reads.inc("stream")
     state.metrics.read_events.inc("stream", amount=len(events))
-    response.headers["ETag"] = f'"{version}"'
-    return {
+    body = {
         "stream": stream,
         "version": -1 if version is None else version,
         "events": [e.to_dict() for e in events],
     }
+    return json_response(body, headers={"ETag": f'"{version}"'})
 
 
 @router.post("/streams/{stream:path}/events", response_model=AppendOut, summary="Append to a stream")
