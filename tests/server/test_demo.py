@@ -87,3 +87,12 @@ def test_chronik_serve_demo_answers_on_loopback(tmp_path: Path) -> None:
     # uvicorn re-raises the captured SIGINT after a graceful shutdown: 130 is the shell's "stopped by Ctrl-C"
     assert process.returncode in (0, 130), errors
     assert "Traceback" not in errors
+
+
+def test_the_demo_runs_on_a_memory_store_without_projections(make_server: ServerFactory) -> None:
+    live = make_server(store=open_store("memory://"))
+    start_demo(live.state, interval=3600, lease_ttl=3.0)
+    with live.client() as http:
+        assert http.get("/api/streams", params={"prefix": "cart-"}).json()["streams"]
+        wait_for(lambda: live.state.demo["printer"].printed >= 2)
+        assert http.get("/api/cart/carts").status_code == 501

@@ -26,7 +26,7 @@ from chronik.errors import ChronikError
 from chronik.events.envelope import NewEvent, RecordedEvent
 from chronik.examples.cart import Cart, Product, check_out
 from chronik.groups import GroupConfig, GroupMember
-from chronik.projections import ProjectionRunner, projection_named
+from chronik.projections import ProjectionRunner, UnsupportedStore, projection_named
 from chronik.server.context import ServerState
 from chronik.store import EventStore, UnitOfWork
 
@@ -192,12 +192,17 @@ def start_demo(
     """Seed the cart example and start its workers; their stop functions go to `state.background`."""
     store = state.store
     seed_cart(store)
-    projections = [projection_named(name)(store) for name in ("carts_by_status", "product_prices")]
+    try:
+        projections = [projection_named(name)(store) for name in ("carts_by_status", "product_prices")]
+    except UnsupportedStore as error:  # memory://: no SQL tables; the rest of the demo still runs
+        log.warning("demo without projections: %s", error)
+        projections = []
     for projection in projections:
         state.projections[projection.name] = projection
-    runner = ProjectionRunner(store, projections)
-    runner.start()
-    state.background.append(runner.stop)
+    if projections:
+        runner = ProjectionRunner(store, projections)
+        runner.start()
+        state.background.append(runner.stop)
 
     printer = ReceiptPrinter()
     member = GroupMember(
