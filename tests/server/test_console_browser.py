@@ -244,3 +244,12 @@ def test_with_keys_the_console_asks_for_one(make_server: ServerFactory, page: Pa
     page.locator("#key-input").fill(token)
     dialog.get_by_role("button", name="Save").click()
     expect(page.get_by_text("The log is empty.")).to_be_visible()
+
+
+def test_api_reference_page_lists_the_operations(demo: LiveServer, page: Page) -> None:
+    page.goto(demo.url + "/#/api")
+    operations = page.get_by_test_id("api-operations")
+    expect(operations.first).to_be_visible()
+    expect(page.get_by_text("/api/log/subscribe", exact=True)).to_be_visible()
+    expect(page.get_by_text("Append to several streams atomically")).to_be_visible()
+    shot(page, "11-api-reference")

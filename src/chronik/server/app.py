@@ -89,7 +89,7 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads from a CDN; the console's "API reference" page reads the schema
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )

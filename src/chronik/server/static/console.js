@@ -568,6 +568,35 @@
     every(1000, load);
   }
 
+  // -- pages: API reference (from the OpenAPI schema; Swagger UI would need a CDN) ------------------------
+
+  async function apiPage(el) {
+    let schema;
+    try { schema = await api("/api/openapi.json"); } catch (error) { el.append(errorBox(error)); return; }
+    el.append(pageHead("API reference", `${schema.info.title} ${schema.info.version} · the schema itself: /api/openapi.json`,
+      h("a", { href: "/api/openapi.json", target: "_blank", rel: "noopener" }, "openapi.json")));
+    const intro = h("div", { class: "panel" });
+    for (const paragraph of schema.info.description.split("\n\n")) intro.append(h("p", { text: paragraph.replace(/\*\*/g, "").replace(/`/g, "") }));
+    el.append(intro);
+    const byTag = new Map();
+    for (const [path, operations] of Object.entries(schema.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const tag = (operation.tags || ["other"])[0];
+        if (!byTag.has(tag)) byTag.set(tag, []);
+        byTag.get(tag).push({ path, method, operation });
+      }
+    }
+    for (const [tag, operations] of byTag) {
+      el.append(h("div", { class: "panel" }, h("h2", {}, tag), h("div", { class: "table-wrap" }, h("table", { "data-testid": "api-operations" },
+        h("tbody", {}, operations.map(({ path, method, operation }) => h("tr", {},
+          h("td", { class: "nowrap" }, h("span", { class: `badge ${method === "get" ? "info" : method === "delete" ? "bad" : "ok"}`, text: method.toUpperCase() })),
+          h("td", { class: "mono nowrap", text: path }),
+          h("td", {}, h("b", { text: operation.summary || "" }),
+            operation.description ? h("div", { class: "muted", text: operation.description.split("\n\n")[0] }) : null,
+            (operation.parameters || []).length ? h("div", { class: "muted mono", text: `params: ${operation.parameters.map((p) => p.name).join(", ")}` }) : null))))))));
+    }
+  }
+
   // -- applications (the extension point) ---------------------------------------------------------------
 
   function registerApp(name, render) { appRenderers[name] = render; }
@@ -632,6 +661,7 @@
     else if (section === "groups") await groupsPage(el, params);
     else if (section === "projections") await projectionsPage(el, params);
     else if (section === "apps" && arg) await appPage(el, params, arg);
+    else if (section === "api") await apiPage(el, params);
     else el.append(h("div", { class: "empty", text: "No such page." }));
   }
 
