@@ -87,3 +87,11 @@ def test_projection_lag_is_published(live: LiveServer, http: httpx.Client) -> No
     values = parse_exposition(http.get("/metrics").text)
     assert values['chronik_projection_lag_events{projection="product_prices"}'] == 1
     assert values['chronik_projection_position{projection="product_prices"}'] == 0
+
+
+def test_counters_are_published_at_zero_before_anything_happens(http: httpx.Client) -> None:
+    values = parse_exposition(http.get("/metrics").text)
+    assert values['chronik_appends_total{outcome="ok"}'] == 0
+    assert values['chronik_appends_total{outcome="conflict"}'] == 0
+    assert values['chronik_reads_total{kind="log"}'] == 0
+    assert values["chronik_appended_events_total"] == 0

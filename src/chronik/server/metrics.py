@@ -79,6 +79,12 @@ class Counter(_Metric):
     def value(self, *labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
 
+    def declare(self, *labels: str) -> None:
+        """Publish this label set at 0 before anything happens (a rate over a missing series is no rate)."""
+        key = self._key(labels)
+        with self._lock:
+            self._values.setdefault(key, 0.0)
+
     def samples(self) -> list[Sample]:
         with self._lock:
             items = sorted(self._values.items())
@@ -268,6 +274,13 @@ class ServerMetrics:
         self.collector_errors = r.counter(
             "chronik_metrics_collector_errors_total", "Scrape-time collectors that failed.", ("collector",)
         )
+        for outcome in ("ok", "conflict", "rejected"):
+            self.appends.declare(outcome)
+        for kind in ("stream", "log", "state"):
+            self.reads.declare(kind)
+            self.read_events.declare(kind)
+        self.appended_events.declare()
+        self.subscription_events.declare()
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.add_collector(collector)
