@@ -253,3 +253,15 @@ def test_api_reference_page_lists_the_operations(demo: LiveServer, page: Page) -
     expect(page.get_by_text("/api/log/subscribe", exact=True)).to_be_visible()
     expect(page.get_by_text("Append to several streams atomically")).to_be_visible()
     shot(page, "11-api-reference")
+
+
+def test_the_stream_page_notices_new_events(demo: LiveServer, page: Page) -> None:
+    page.goto(demo.url + "/#/streams/cart-bob-1")
+    expect(page.get_by_test_id("timeline").locator("li")).to_have_count(2)
+    with demo.client() as http:
+        http.post("/api/cart/carts/bob-1/items", json={"sku": "mug"})
+    updates = page.get_by_test_id("stream-updates")
+    expect(updates).to_contain_text("1 new event in this stream", timeout=10_000)
+    updates.get_by_role("link", name="Show them").click()
+    expect(page.get_by_test_id("timeline").locator("li")).to_have_count(3)
+    expect(page.get_by_test_id("travel-label")).to_have_text("As of version 2 (ItemAdded)")

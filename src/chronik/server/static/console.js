@@ -229,6 +229,7 @@
       }, 200);
     });
     await load();
+    every(3000, load);  // the list follows the log: new streams and versions appear on their own
     search.focus();
   }
 
@@ -333,10 +334,22 @@
     };
     slider.addEventListener("input", show);
     mode.addEventListener("change", show);
-    el.append(h("div", { class: "grid-2" },
+    const fresh = h("div", { "data-testid": "stream-updates" });
+    el.append(fresh, h("div", { class: "grid-2" },
       h("div", { class: "panel" }, h("h2", {}, "Events"), timeline),
       travel));
     if (events.length) show();
+    // Tell the reader when the stream grows; reloading is their choice (the slider stays put).
+    every(2500, async () => {
+      try {
+        const latest = await api(`/api/streams/${encodeURIComponent(stream)}/events?backwards=true&limit=1`);
+        const added = latest.version - page.version;
+        if (added > 0 && !fresh.childElementCount) {
+          fresh.append(h("div", { class: "note" }, `${added} new event${added === 1 ? "" : "s"} in this stream. `,
+            h("a", { href: "#", onclick: (e) => { e.preventDefault(); route(); } }, "Show them")));
+        }
+      } catch { /* the next round tries again */ }
+    });
   }
 
   // -- pages: live tail -----------------------------------------------------------------------------
