@@ -278,3 +278,30 @@ def test_openapi_schema_documents_every_endpoint(http: httpx.Client) -> None:
         "/readyz",
     ):
         assert path in paths, path
+
+
+def test_racing_appends_at_one_expected_version_exactly_one_wins(
+    live: LiveServer, http: httpx.Client
+) -> None:
+    import threading
+
+    append(http, "race-1", event("Opened"))
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def writer(number: int) -> None:
+        with live.client() as client:
+            barrier.wait()
+            response = append(client, "race-1", event("Claimed", by=number), expected_version=0)
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200] + [409] * 7
+    events = http.get("/api/streams/race-1/events").json()["events"]
+    assert [e["type"] for e in events] == ["Opened", "Claimed"]
