@@ -170,6 +170,7 @@ def test_live_tail_shows_new_events_as_they_are_written(demo: LiveServer, page: 
         )
     newest = table.locator("tbody tr").first
     expect(newest).to_contain_text("browser-1")
+    expect(page.get_by_test_id("tail-rate").locator("polyline")).to_have_count(1)
     expect(newest).to_contain_text("WavedAt")
     shot(page, "04-live-tail")
     page.get_by_test_id("tail-pause").click()

@@ -84,6 +84,46 @@
     el._timer = setTimeout(() => el.classList.remove("show"), 2600);
   }
 
+  /* A line chart as inline SVG: points are [x, y] numbers; the bank's balance-over-time uses it too. */
+  function lineChart(points, { width = 1100, height = 160, yLabel = "", testid } = {}) {
+    const svgNS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("role", "img");
+    if (testid) svg.setAttribute("data-testid", testid);
+    const pad = { left: 40, right: 8, top: 10, bottom: 18 };
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const [x0, x1] = [Math.min(...xs, 0), Math.max(...xs, 1)];
+    const [y0, y1] = [Math.min(...ys, 0), Math.max(...ys, 1)];
+    const sx = (x) => pad.left + ((x - x0) / (x1 - x0 || 1)) * (width - pad.left - pad.right);
+    const sy = (y) => height - pad.bottom - ((y - y0) / (y1 - y0 || 1)) * (height - pad.top - pad.bottom);
+    const line = (x1_, y1_, x2_, y2_, cls) => {
+      const el = document.createElementNS(svgNS, "line");
+      for (const [k, v] of Object.entries({ x1: x1_, y1: y1_, x2: x2_, y2: y2_, class: cls })) el.setAttribute(k, v);
+      svg.append(el);
+    };
+    const text = (x, y, value, cls) => {
+      const el = document.createElementNS(svgNS, "text");
+      el.setAttribute("x", x); el.setAttribute("y", y); el.setAttribute("class", cls);
+      el.textContent = value;
+      svg.append(el);
+    };
+    line(pad.left, sy(y0), width - pad.right, sy(y0), "axis");
+    line(pad.left, sy(y1), width - pad.right, sy(y1), "grid");
+    text(pad.left - 6, sy(y1) + 4, String(Math.round(y1)), "tick");
+    text(pad.left - 6, sy(y0) + 4, String(Math.round(y0)), "tick");
+    if (yLabel) text(pad.left + 4, pad.top + 2, yLabel, "label");
+    if (points.length) {
+      const path = document.createElementNS(svgNS, "polyline");
+      path.setAttribute("points", points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
+      path.setAttribute("class", "series");
+      svg.append(path);
+    }
+    return svg;
+  }
+
   function onLeave(fn) { leaving.push(fn); }
 
   function every(ms, fn) {
@@ -360,7 +400,9 @@
     const status = h("span", { class: "badge", "data-testid": "tail-status", text: "connecting…" });
     const category = h("input", { type: "text", placeholder: "category filter, e.g. cart", "aria-label": "category filter" });
     const pause = h("button", { type: "button", class: "ghost", "data-testid": "tail-pause" }, "Pause");
+    const rateBox = h("div", { class: "panel" });
     el.append(pageHead("Live tail", "The whole log as it is written, newest first (Server-Sent Events)."),
+      rateBox,
       h("div", { class: "tail-controls" }, category, pause, status, counter),
       h("div", { class: "table-wrap" }, h("table", { id: "tail-table", "data-testid": "tail-table" },
         h("thead", {}, h("tr", {}, h("th", { class: "num", text: "Position" }), h("th", { text: "Stream" }),
@@ -370,7 +412,22 @@
     let nextPosition = null;
     let paused = false;
 
+    // Events per second over the last minute, by the time the store recorded them.
+    const perSecond = new Map();
+    const drawRate = () => {
+      const now = Math.floor(Date.now() / 1000);
+      const points = [];
+      for (let t = now - 59; t <= now; t += 1) points.push([t - now, perSecond.get(t) || 0]);
+      for (const t of perSecond.keys()) if (t < now - 60) perSecond.delete(t);
+      rateBox.replaceChildren(h("h3", { text: "events per second, last minute" }),
+        lineChart(points, { height: 90, testid: "tail-rate" }));
+    };
+    drawRate();
+    every(1000, drawRate);
+
     const add = (event) => {
+      const second = Math.floor(new Date(event.recorded_at).getTime() / 1000);
+      if (second >= Math.floor(Date.now() / 1000) - 60) perSecond.set(second, (perSecond.get(second) || 0) + 1);
       count += 1;
       counter.textContent = `${count} event${count === 1 ? "" : "s"}`;
       const data = JSON.stringify(event.data);
@@ -379,7 +436,7 @@
         h("td", {}, streamLink(event.stream)),
         h("td", {}, h("b", { text: event.type })),
         h("td", { class: "mono muted", text: data.length > 90 ? `${data.slice(0, 90)}…` : data }),
-        h("td", { class: "muted", text: fmtTime(event.recorded_at) })));
+        h("td", { class: "muted nowrap", text: fmtTime(event.recorded_at) })));
       while (body.children.length > 200) body.lastChild.remove();
     };
 
@@ -678,7 +735,7 @@
     else el.append(h("div", { class: "empty", text: "No such page." }));
   }
 
-  window.chronik = { api, h, jsonView, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe };
+  window.chronik = { lineChart, api, h, jsonView, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe };
   window.addEventListener("hashchange", route);
   pollHead();
   loadApps().then(route);
