@@ -161,3 +161,15 @@ def test_readiness_is_open_but_shows_the_head_only_to_readers(live: LiveServer) 
         assert anonymous.get("/readyz").json() == {"status": "ready"}
     with live.client(token) as reader:
         assert reader.get("/readyz").json() == {"status": "ready", "head_position": 0}
+
+
+def test_a_prefix_limited_subscription_sees_only_its_streams(live: LiveServer) -> None:
+    admin = make_key(live, "admin")
+    with live.client(admin) as http:
+        for stream in ("cart-1", "product-1", "cart-2"):
+            http.post(f"/api/streams/{stream}/events", json={"events": [event()]})
+    limited = make_key(live, "read", prefixes=("cart-",))
+    with live.client(limited) as http:
+        text = http.get("/api/log/subscribe", params={"timeout": 1, "max_events": 10}).text
+    assert '"stream":"cart-1"' in text and '"stream":"cart-2"' in text
+    assert "product-1" not in text
