@@ -16,6 +16,7 @@ Prints a table of medians and ratios (>1: chronik is faster) and writes JSON to
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -67,6 +68,7 @@ class Account(Aggregate[AccountState]):
         self.state.deposits += 1
 
 
+@functools.cache  # eventsourcing registers classes by import path ("topic"): define it once
 def _eventsourcing_account_class() -> type:
     from eventsourcing.domain import Aggregate as EsAggregate
     from eventsourcing.domain import event
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=APPEND_EVENTS)
     parser.add_argument("--json", default="bench/results/core.json")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     measurements: dict[tuple[str, str, str], Measurement] = {}
     runs = []
     for backend in args.backends.split(","):

@@ -29,6 +29,7 @@ from chronik.cli.projections import (
     trace_command,
     verify_command,
 )
+from chronik.cli.serve import keys_app, serve
 from chronik.cli.tables import history_table, print_events
 from chronik.domain import aggregates
 from chronik.errors import ChronikError, InvalidExpectedVersion
@@ -278,6 +279,8 @@ app.command("reconcile")(reconcile_command)
 app.command("trace")(trace_command)
 app.command("verify")(verify_command)
 app.command("seal")(seal_command)
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -1,0 +1,131 @@
+"""`create_app(store)`: the HTTP API, the live subscription, metrics and the web console, as one ASGI app.
+
+The app is built around a store object it is given (tests pass a fresh one; `chronik serve`
+opens the one its URL names), so nothing here is global: two apps on two stores never share
+metrics, keys or workers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from chronik.groups import GroupHandler
+from chronik.server.context import AppPage, ServerState
+from chronik.server.keys import KeyRing, KeyRingError, keyring_for
+from chronik.server.metrics import ServerMetrics
+from chronik.server.middleware import BodyLimit, MetricsAndHeaders
+from chronik.server.problems import install_problem_handlers
+from chronik.server.routes import APPLICATION_MODULES, groups, log, ops, projections, streams
+from chronik.server.telemetry import install_collectors
+from chronik.store import EventStore
+
+logger = logging.getLogger("chronik.server")
+
+STATIC_DIR: Final = Path(str(resources.files("chronik.server") / "static"))
+DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
+
+DESCRIPTION: Final = """\
+chronik's HTTP API: append and read streams, read the whole log, follow it live (Server-Sent
+Events), hydrate any registered aggregate as of a version or a time, watch projections and
+consumer groups.
+
+**Auth.** Send an API key as `Authorization: Bearer chronik_<id>_<secret>` (or `X-API-Key`).
+On a loopback address with no key created, requests are allowed without one.
+
+**Errors** are `application/problem+json`: 409 for a version conflict (with `expected` and
+`actual`), 400/422 for bad input, 404, 413 for an event or a request over the size limit,
+401/403 for auth.
+"""
+
+
+def create_app(
+    store: EventStore,
+    *,
+    keyring: KeyRing | None = None,
+    allow_anonymous: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    applications: Sequence[str] = APPLICATION_MODULES,
+    group_handlers: dict[str, GroupHandler] | None = None,
+    console: bool = True,
+) -> FastAPI:
+    """Build the app. `allow_anonymous` (loopback only) lets requests without a key in while no key exists."""
+    if keyring is None:
+        try:
+            keyring = keyring_for(store)
+        except KeyRingError as error:
+            logger.warning("no API keys: %s", error)
+    metrics = ServerMetrics()
+    state = ServerState(
+        store=store,
+        keyring=keyring,
+        metrics=metrics,
+        allow_anonymous=allow_anonymous,
+        max_body_bytes=max_body_bytes,
+        group_handlers=dict(group_handlers or {}),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.stopping.set()
+        for stop in reversed(state.background):
+            try:
+                stop()
+            except Exception:
+                logger.exception("stopping a background worker failed")
+
+    app = FastAPI(
+        title="chronik",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads from a CDN; the console's "API reference" page reads the schema
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.chronik = state
+    install_problem_handlers(app)
+    install_collectors(state)
+    for router in (ops.router, streams.router, log.router, projections.router, groups.router):
+        app.include_router(router)
+    for page in _include_applications(app, applications):
+        state.apps.append(page)
+    if console:
+        _mount_console(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsAndHeaders, metrics=metrics)
+    return app
+
+
+def _include_applications(app: FastAPI, modules: Iterable[str]) -> list[AppPage]:
+    """Mount each application module's `router` and collect its console `page`."""
+    pages = []
+    for name in modules:
+        module = importlib.import_module(name)
+        app.include_router(module.router)
+        page = getattr(module, "page", None)
+        if isinstance(page, AppPage):
+            pages.append(page)
+    return pages
+
+
+def _mount_console(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/console", include_in_schema=False)
+    def console_redirect() -> RedirectResponse:
+        return RedirectResponse("/")

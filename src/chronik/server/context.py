@@ -1,0 +1,149 @@
+"""What every route needs: the store, the key ring, the metrics, the running workers; and who is calling.
+
+One `ServerState` per app, reached through `request.app.state.chronik`. Routes get it, and the
+caller's key, through FastAPI dependencies (`StateDep`, `require("read")`), so tests can build an
+app around any store without globals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, Request
+
+from chronik.groups import GroupHandler, GroupMember
+from chronik.projections import Projection
+from chronik.server.keys import ApiKey, KeyRing
+from chronik.server.metrics import ServerMetrics
+from chronik.server.problems import Problem
+from chronik.store import EventStore
+
+ANONYMOUS: Final = ApiKey(
+    key_id="",
+    name="anonymous (loopback, no keys configured)",
+    scopes=("read", "append", "admin"),
+    stream_prefixes=(),
+    created_at=datetime(1970, 1, 1, tzinfo=UTC),
+)
+
+
+@dataclass
+class AppPage:
+    """An application's page in the console: `static/apps/<name>.js` draws it (the extension point)."""
+
+    name: str
+    title: str
+    description: str = ""
+
+
+@dataclass
+class ServerState:
+    store: EventStore
+    keyring: KeyRing | None
+    metrics: ServerMetrics
+    allow_anonymous: bool = True  # loopback with no keys; False when bound to another address
+    max_body_bytes: int = 8 * 1024 * 1024
+    group_handlers: dict[str, GroupHandler] = field(default_factory=dict)
+    members: list[GroupMember] = field(default_factory=list)
+    projections: dict[str, Projection] = field(default_factory=dict)
+    rebuilds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    apps: list[AppPage] = field(default_factory=list)
+    background: list[Callable[[], None]] = field(default_factory=list)  # stop functions, run at shutdown
+    subscription_positions: dict[int, int] = field(default_factory=dict)
+    demo: dict[str, Any] = field(default_factory=dict)  # the demo's moving parts, for tests
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _keys_checked: float = 0.0
+    _keys_present: bool = False
+
+    def keys_present(self) -> bool:
+        """Whether any active key exists, re-read at most once a second (keys change from the CLI)."""
+        if self.keyring is None:
+            return False
+        now = time.monotonic()
+        if now - self._keys_checked > 1.0:
+            self._keys_present = self.keyring.has_active_keys()
+            self._keys_checked = now
+        return self._keys_present
+
+    def forget_key_cache(self) -> None:
+        self._keys_checked = 0.0
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.chronik
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def presented_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def authenticate(request: Request, state: ServerState) -> ApiKey:
+    """The caller's key; 401 when one is needed and missing or wrong."""
+    token = presented_token(request)
+    challenge = {"WWW-Authenticate": 'Bearer realm="chronik"'}
+    if token is None:
+        if state.allow_anonymous and not state.keys_present():
+            return ANONYMOUS
+        detail = (
+            "this server requires an API key: send 'Authorization: Bearer <key>' "
+            "(create one with `chronik keys create`)"
+        )
+        raise Problem(401, "Unauthorized", detail, headers=challenge)
+    key = state.keyring.verify(token) if state.keyring is not None else None
+    if key is None:
+        raise Problem(401, "Unauthorized", "the API key is unknown or revoked", headers=challenge)
+    return key
+
+
+def require(scope: str) -> Callable[[Request], ApiKey]:
+    """A dependency: the caller's key, which must have `scope` (admin implies every scope)."""
+
+    def dependency(request: Request) -> ApiKey:
+        key = authenticate(request, get_state(request))
+        if not key.has_scope(scope):
+            raise Problem(
+                403, "Forbidden", f"the key {key.name!r} lacks the {scope!r} scope", scopes=list(key.scopes)
+            )
+        request.state.api_key = key
+        return key
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+ReadKey = Annotated[ApiKey, Depends(require("read"))]
+AppendKey = Annotated[ApiKey, Depends(require("append"))]
+AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+
+
+def check_stream_access(key: ApiKey, stream: str) -> None:
+    if not key.allows_stream(stream):
+        raise Problem(
+            403,
+            "Forbidden",
+            f"the key {key.name!r} is limited to streams starting with {', '.join(key.stream_prefixes)}",
+            stream=stream,
+        )
+
+
+def check_unrestricted(key: ApiKey, what: str) -> None:
+    """Log-wide read models can hold any stream's data: keys limited to prefixes cannot read them."""
+    if key.stream_prefixes:
+        raise Problem(
+            403, "Forbidden", f"{what} span every stream; the key {key.name!r} is limited to prefixes"
+        )

@@ -1,0 +1,269 @@
+"""API keys: random secrets, stored only as SHA-256 hashes, in the store's own database.
+
+A key reads `chronik_<key id>_<secret>`. The id (12 hex digits) finds the row; the secret
+(32 random bytes, URL-safe base64) is never stored: the row keeps its SHA-256, and a presented
+secret is hashed and compared with `hmac.compare_digest` (constant time). A 256-bit random secret
+needs no slow password hash: there is nothing to guess from the digest.
+
+Scopes: `read` (streams, the log, state, projections, groups, metrics), `append` (write events
+and run application commands), `admin` (rebuild projections, replay or discard parked events;
+implies the other two). A key may be limited to stream-name prefixes (`cart-`): it then sees and
+writes only those streams, and cannot use the log-wide read models (projections, groups).
+
+The table `api_keys` lives next to the events (created idempotently), so `chronik keys create`
+against the same store URL takes effect in a running server at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from chronik.errors import ChronikError, InvalidInput
+from chronik.events.envelope import format_timestamp, parse_timestamp
+from chronik.store import EventStore
+
+SCOPES: Final = ("read", "append", "admin")
+TOKEN_PREFIX: Final = "chronik"
+
+
+class KeyRingError(ChronikError):
+    """A key operation that cannot be done (an unknown key, a store without a key table)."""
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    stream_prefixes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+    def allows_stream(self, stream: str) -> bool:
+        return not self.stream_prefixes or any(stream.startswith(prefix) for prefix in self.stream_prefixes)
+
+
+def check_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
+    cleaned = tuple(dict.fromkeys(scope.strip().lower() for scope in scopes if scope.strip()))
+    if not cleaned:
+        raise InvalidInput(f"a key needs at least one scope ({', '.join(SCOPES)})")
+    unknown = [scope for scope in cleaned if scope not in SCOPES]
+    if unknown:
+        raise InvalidInput(f"unknown scope(s) {', '.join(unknown)}: use {', '.join(SCOPES)}")
+    return cleaned
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """(key id, secret) from `chronik_<id>_<secret>`, or None for anything else."""
+    prefix, _, rest = token.strip().partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != TOKEN_PREFIX or len(key_id) != 12 or not secret:
+        return None
+    if any(char not in "0123456789abcdef" for char in key_id):
+        return None
+    return key_id, secret
+
+
+_DUMMY_HASH: Final = hash_secret("not a key")
+
+
+class KeyRing(abc.ABC):
+    """Where keys live. `verify` is on every request's path; the rest is for `chronik keys`."""
+
+    def create(
+        self, name: str, scopes: Sequence[str], stream_prefixes: Sequence[str] = (), *, now: datetime
+    ) -> tuple[ApiKey, str]:
+        """Make a key; returns it and the token (shown once: only its hash is kept)."""
+        if not name.strip():
+            raise InvalidInput("a key needs a name (who or what uses it)")
+        key = ApiKey(
+            key_id=secrets.token_hex(6),
+            name=name.strip(),
+            scopes=check_scopes(scopes),
+            stream_prefixes=tuple(prefix for prefix in stream_prefixes if prefix),
+            created_at=now,
+        )
+        secret = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        self._insert(key, hash_secret(secret))
+        return key, f"{TOKEN_PREFIX}_{key.key_id}_{secret}"
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The active key this token belongs to, or None. Constant-time in the secret."""
+        parts = split_token(token)
+        key_id, secret = parts if parts is not None else ("", token)
+        found = self._find(key_id) if parts is not None else None
+        stored = found[1] if found is not None else _DUMMY_HASH
+        matches = hmac.compare_digest(stored, hash_secret(secret))
+        if found is None or not matches or not found[0].active:
+            return None
+        return found[0]
+
+    @abc.abstractmethod
+    def _insert(self, key: ApiKey, secret_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def _find(self, key_id: str) -> tuple[ApiKey, str] | None: ...
+
+    @abc.abstractmethod
+    def list(self) -> list[ApiKey]: ...
+
+    @abc.abstractmethod
+    def revoke(self, key_id: str, *, now: datetime) -> bool:
+        """Revoke a key (kept, marked revoked); False when no active key has that id."""
+
+    @abc.abstractmethod
+    def has_active_keys(self) -> bool: ...
+
+
+class SQLiteKeyRing(KeyRing):
+    SQL_CREATE: Final = """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id          TEXT PRIMARY KEY,    -- 12 hex digits, the public half of a token
+        name            TEXT NOT NULL,
+        secret_sha256   TEXT NOT NULL,       -- the secret itself is never stored
+        scopes          TEXT NOT NULL,       -- comma-separated: read, append, admin
+        stream_prefixes TEXT NOT NULL,       -- comma-separated; empty: every stream
+        created_at      TEXT NOT NULL,
+        revoked_at      TEXT
+    ) WITHOUT ROWID"""
+    SQL_COLUMNS: Final = "key_id, name, scopes, stream_prefixes, created_at, revoked_at, secret_sha256"
+
+    def __init__(self, store: EventStore) -> None:
+        connection = getattr(store, "connection", None)
+        if connection is None:
+            raise KeyRingError(f"{store!r} has no SQL connection for the api_keys table")
+        self.store = store
+        with store.transaction() as uow:
+            self._connection_of(uow).execute(self.SQL_CREATE)
+
+    @staticmethod
+    def _connection_of(uow: object) -> sqlite3.Connection:
+        connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
+        return connection
+
+    def _read(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = self.store.connection()  # type: ignore[attr-defined]
+        return connection
+
+    @staticmethod
+    def _key(row: tuple[str, ...]) -> ApiKey:
+        return ApiKey(
+            key_id=row[0],
+            name=row[1],
+            scopes=tuple(item for item in row[2].split(",") if item),
+            stream_prefixes=tuple(item for item in row[3].split(",") if item),
+            created_at=parse_timestamp(row[4]),
+            revoked_at=parse_timestamp(row[5]) if row[5] else None,
+        )
+
+    def _insert(self, key: ApiKey, secret_hash: str) -> None:
+        if any("," in prefix for prefix in key.stream_prefixes):
+            raise InvalidInput("a stream prefix must not contain ','")
+        with self.store.transaction() as uow:
+            self._connection_of(uow).execute(
+                f"INSERT INTO api_keys ({self.SQL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.key_id,
+                    key.name,
+                    ",".join(key.scopes),
+                    ",".join(key.stream_prefixes),
+                    format_timestamp(key.created_at),
+                    None,
+                    secret_hash,
+                ),
+            )
+
+    def _find(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = (
+            self._read()
+            .execute(f"SELECT {self.SQL_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
+            .fetchone()
+        )
+        return None if row is None else (self._key(row), row[6])
+
+    def list(self) -> list[ApiKey]:
+        rows = self._read().execute(f"SELECT {self.SQL_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+        return [self._key(row) for row in rows]
+
+    def revoke(self, key_id: str, *, now: datetime) -> bool:
+        with self.store.transaction() as uow:
+            cursor = self._connection_of(uow).execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (format_timestamp(now), key_id),
+            )
+            return bool(cursor.rowcount)
+
+    def has_active_keys(self) -> bool:
+        row = self._read().execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone()
+        return row is not None
+
+
+class MemoryKeyRing(KeyRing):
+    """For `memory://` stores: the keys live as long as the store object."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[ApiKey, str]] = {}
+        self._lock = threading.Lock()
+
+    def _insert(self, key: ApiKey, secret_hash: str) -> None:
+        with self._lock:
+            self._keys[key.key_id] = (key, secret_hash)
+
+    def _find(self, key_id: str) -> tuple[ApiKey, str] | None:
+        return self._keys.get(key_id)
+
+    def list(self) -> list[ApiKey]:
+        return sorted((key for key, _ in self._keys.values()), key=lambda key: key.created_at)
+
+    def revoke(self, key_id: str, *, now: datetime) -> bool:
+        with self._lock:
+            found = self._keys.get(key_id)
+            if found is None or not found[0].active:
+                return False
+            self._keys[key_id] = (msgspec.structs.replace(found[0], revoked_at=now), found[1])
+            return True
+
+    def has_active_keys(self) -> bool:
+        return any(key.active for key, _ in self._keys.values())
+
+
+def keyring_for(store: EventStore) -> KeyRing:
+    """The key ring kept in this store's database (one per store object)."""
+    ring: KeyRing | None = getattr(store, "_chronik_keyring", None)
+    if ring is not None:
+        return ring
+    from chronik.store.memory import MemoryStore
+    from chronik.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        ring = SQLiteKeyRing(store)
+    elif isinstance(store, MemoryStore):
+        ring = MemoryKeyRing()
+    else:
+        raise KeyRingError(
+            f"API keys are kept in SQLite and memory stores for now; "
+            f"{type(store).__name__} has no key table yet"
+        )
+    setattr(store, "_chronik_keyring", ring)  # noqa: B010 - one ring per store object, no contract change
+    return ring

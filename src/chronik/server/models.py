@@ -1,0 +1,154 @@
+"""The API's request and response bodies, as pydantic models: they are the OpenAPI schema.
+
+Bounds are part of the contract: integers stay below 2**62 (SQLite's INTEGER is 64-bit, and an
+out-of-range number must be a 422, not a crash), lists and pages are capped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from chronik.events.envelope import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent
+
+MAX_INT: Final = 2**62
+MAX_PAGE: Final = 1000
+MAX_BATCH: Final = 1000
+
+ExpectedVersionIn = Annotated[int, Field(ge=0, le=MAX_INT)] | Literal["any", "no_stream", "stream_exists"]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=255, examples=["ItemAdded"])
+    data: dict[str, Any] = Field(default_factory=dict, examples=[{"sku": "tea", "quantity": 2}])
+    metadata: dict[str, Any] | None = Field(default=None, examples=[{"actor": "alice"}])
+    event_id: uuid.UUID | None = Field(
+        default=None, description="Give one to make a retried append idempotent."
+    )
+    schema_version: int = Field(default=1, ge=1, le=1_000_000)
+    occurred_at: datetime | None = Field(default=None, description="Business time; default: when recorded.")
+
+    def to_new_event(self) -> NewEvent:
+        occurred = self.occurred_at
+        if occurred is not None and occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=UTC)
+        return NewEvent(
+            type=self.type,
+            data=self.data,
+            metadata=self.metadata,
+            event_id=self.event_id,
+            schema_version=self.schema_version,
+            occurred_at=occurred,
+        )
+
+
+class AppendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+    expected_version: ExpectedVersionIn | None = Field(
+        default=None,
+        description="any, no_stream, stream_exists or the stream's current version; "
+        "also accepted as an If-Match header (a version, or * for stream_exists) or If-None-Match: *",
+    )
+
+
+class StreamAppendIn(AppendIn):
+    stream: str = Field(min_length=1, max_length=255)
+
+
+class MultiAppendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    appends: list[StreamAppendIn] = Field(min_length=1, max_length=100)
+
+
+class AppendOut(BaseModel):
+    stream: str
+    stream_version: int | None
+    global_positions: list[int]
+    already_recorded: bool
+
+
+class MultiAppendOut(BaseModel):
+    results: list[AppendOut]
+
+
+class EventOut(BaseModel):
+    event_id: str
+    stream: str
+    stream_version: int
+    global_position: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    schema_version: int
+    recorded_at: str
+    occurred_at: str
+
+
+class StreamPage(BaseModel):
+    stream: str
+    version: int = Field(description="The stream's current version (its last event's).")
+    events: list[EventOut]
+
+
+class LogPage(BaseModel):
+    head_position: int
+    events: list[EventOut]
+    next_from_position: int = Field(description="Pass as from_position to read the next page.")
+
+
+class StreamSummary(BaseModel):
+    stream: str
+    category: str
+    version: int
+    event_count: int
+    first_recorded_at: str
+    last_recorded_at: str
+
+
+class StreamList(BaseModel):
+    streams: list[StreamSummary]
+
+
+class StateOut(BaseModel):
+    stream: str
+    aggregate: str
+    version: int
+    state: dict[str, Any]
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(body: Any, headers: dict[str, str] | None = None) -> Response:
+    """Encode with msgspec and skip FastAPI's response validation.
+
+    For the hot read paths: the body is built from `RecordedEvent.to_dict()`, which already has
+    the documented shape, and validating a page of events through pydantic models cost more than
+    reading it from SQLite. The route still declares its `response_model` for the schema.
+    """
+    return Response(_encode(body), media_type="application/json", headers=headers)
+
+
+def expected_from(value: ExpectedVersionIn | None) -> ExpectedVersion | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    return {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}[value]
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC (the store's own zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -1,0 +1,188 @@
+"""The whole log: paged reads, one operation's events, and a live subscription by Server-Sent Events.
+
+The subscription is catch-up then live over one connection: it pages through the log from
+`from_position`, sends a `caught_up` event, then waits for new events (through the store's
+`wait_for_events` when it has one, else by polling `head_position()`). Each event's SSE `id` is
+its global position, so a browser's `EventSource` reconnects with `Last-Event-ID` and resumes
+right after the last event it got. Every subscription is bounded (`max_events`, `timeout`), so a
+test, a script or a forgotten tab always ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from chronik.events.envelope import RecordedEvent
+from chronik.server.context import ReadKey, ServerState, StateDep
+from chronik.server.keys import ApiKey
+from chronik.server.models import MAX_INT, MAX_PAGE, LogPage, json_response
+from chronik.server.problems import Problem
+
+router = APIRouter(prefix="/api", tags=["log"])
+
+PAGE: Final = 500
+POLL_INTERVAL: Final = 0.1
+_subscription_ids = itertools.count(1)
+
+Names = Annotated[list[str] | None, Query(max_length=50)]
+
+
+def _visible(events: Sequence[RecordedEvent], key: ApiKey) -> list[RecordedEvent]:
+    return list(events) if not key.stream_prefixes else [e for e in events if key.allows_stream(e.stream)]
+
+
+@router.get("/log", response_model=LogPage, summary="Read the whole log")
+def read_log(
+    state: StateDep,
+    key: ReadKey,
+    from_position: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    category: Names = None,
+    type: Names = None,
+) -> Response:
+    """Events in global order from `from_position` (inclusive), optionally only some categories or types."""
+    head = state.store.head_position()
+    page = state.store.read_all(
+        from_position, to_position=head, categories=category or None, event_types=type or None, limit=limit
+    )
+    next_from = page[-1].global_position + 1 if len(page) >= limit else max(from_position, head + 1)
+    visible = _visible(page, key)
+    state.metrics.reads.inc("log")
+    state.metrics.read_events.inc("log", amount=len(visible))
+    return json_response(
+        {"head_position": head, "events": [e.to_dict() for e in visible], "next_from_position": next_from}
+    )
+
+
+@router.get("/correlations/{correlation_id}", response_model=LogPage, summary="One operation's events")
+def correlated(correlation_id: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
+    """Every event whose metadata carries this correlation id, across streams, in global order."""
+    events = _visible(state.store.read_correlated(correlation_id), key)
+    head = state.store.head_position()
+    return {"head_position": head, "events": [e.to_dict() for e in events], "next_from_position": head + 1}
+
+
+def _sse(event: RecordedEvent) -> str:
+    return f"id: {event.global_position}\ndata: {json.dumps(event.to_dict(), separators=(',', ':'))}\n\n"
+
+
+async def _wait(state: ServerState, after: int, timeout: float) -> None:
+    wait_for_events = getattr(state.store, "wait_for_events", None)
+    if wait_for_events is not None:
+        await run_in_threadpool(wait_for_events, after, min(timeout, 1.0))
+    else:
+        await asyncio.sleep(min(timeout, POLL_INTERVAL))
+
+
+async def _stream(
+    request: Request,
+    state: ServerState,
+    key: ApiKey,
+    start: int,
+    categories: list[str] | None,
+    types: list[str] | None,
+    max_events: int,
+    timeout: float,
+    heartbeat: float,
+) -> AsyncIterator[str]:
+    number = next(_subscription_ids)
+    metrics = state.metrics
+    metrics.subscriptions.inc()
+    deadline = time.monotonic() + timeout
+    position = start  # the next position to read
+    sent = 0
+    caught_up = False
+    next_heartbeat = time.monotonic() + heartbeat
+    try:
+        yield f"retry: 1000\n: subscribed from position {start}\n\n"
+        while sent < max_events and time.monotonic() < deadline and not state.stopping.is_set():
+            head = await run_in_threadpool(state.store.head_position)
+            if position <= head:
+                page = await run_in_threadpool(
+                    functools.partial(
+                        state.store.read_all,
+                        position,
+                        to_position=head,
+                        categories=categories,
+                        event_types=types,
+                        limit=PAGE,
+                    )
+                )
+                scanned_to = page[-1].global_position if len(page) >= PAGE else head
+                for event in _visible(page, key):
+                    if sent >= max_events:
+                        scanned_to = event.global_position - 1  # resume at the first event not sent
+                        break
+                    yield _sse(event)
+                    sent += 1
+                    metrics.subscription_events.inc()
+                position = scanned_to + 1
+                state.subscription_positions[number] = position - 1
+                continue
+            state.subscription_positions[number] = head
+            if not caught_up:
+                caught_up = True
+                yield f"event: caught_up\ndata: {json.dumps({'head_position': head})}\n\n"
+            if await request.is_disconnected():
+                return
+            if time.monotonic() >= next_heartbeat:
+                yield ": keep-alive\n\n"
+                next_heartbeat = time.monotonic() + heartbeat
+            await _wait(state, head, deadline - time.monotonic())
+        reason = "max_events" if sent >= max_events else "stopping" if state.stopping.is_set() else "timeout"
+        end = {"reason": reason, "sent": sent, "next_position": position}
+        yield f"event: end\ndata: {json.dumps(end)}\n\n"
+    finally:
+        metrics.subscriptions.dec()
+        state.subscription_positions.pop(number, None)
+
+
+@router.get(
+    "/log/subscribe",
+    summary="Live subscription (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "A stream of SSE events."}},
+)
+async def subscribe(
+    request: Request,
+    state: StateDep,
+    key: ReadKey,
+    from_position: Annotated[int, Query(ge=0, le=MAX_INT, description="First position to send.")] = 0,
+    category: Names = None,
+    type: Names = None,
+    max_events: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
+    timeout: Annotated[float, Query(gt=0, le=3600, description="Seconds before the server ends it.")] = 300,
+    heartbeat: Annotated[float, Query(ge=0.5, le=300)] = 15,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> StreamingResponse:
+    """Catch up from `from_position`, then follow the log live. `Last-Event-ID` resumes after that position.
+
+    Events: unnamed (`message`) events carry one recorded event as JSON with `id` = its global
+    position; `caught_up` once the backlog is sent; `end` when a bound is reached.
+    """
+    start = from_position
+    if last_event_id:
+        try:
+            start = int(last_event_id) + 1
+        except ValueError:
+            raise Problem(400, "Invalid input", "Last-Event-ID must be a global position") from None
+        if not 0 < start <= MAX_INT:
+            raise Problem(400, "Invalid input", "Last-Event-ID is out of range")
+    generator = _stream(
+        request, state, key, start, category or None, type or None, max_events, timeout, heartbeat
+    )
+    return StreamingResponse(
+        generator,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

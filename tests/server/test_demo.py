@@ -1,0 +1,98 @@
+"""`chronik serve --demo`: seeded carts, projections kept current, a receipts group that parks and replays."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chronik.server.demo import RECEIPTS_GROUP, seed_cart, start_demo
+from chronik.store import open_store
+from tests.server.conftest import ServerFactory, free_port
+
+
+def wait_for(check: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_seeding_is_done_once(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'seed.db'}") as store:
+        assert seed_cart(store) > 0
+        head = store.head_position()
+        assert seed_cart(store) == 0 and store.head_position() == head
+
+
+def test_the_demo_moves_and_its_parked_receipts_replay(make_server: ServerFactory) -> None:
+    live = make_server()
+    start_demo(live.state, interval=0.05, lease_ttl=3.0, seed=7)
+    printer = live.state.demo["printer"]
+    with live.client() as http:
+        wait_for(lambda: len(http.get("/api/cart/carts").json()["carts"]) >= 5)
+        wait_for(lambda: printer.printed >= 2)
+        live.state.demo["shopper"].stop()  # hold the scene still
+        printer.jammed = True
+        http.post("/api/cart/carts/zed/items", json={"sku": "mug"})
+        http.post("/api/cart/carts/zed/checkout")
+        wait_for(lambda: http.get(f"/api/groups/{RECEIPTS_GROUP}").json()["parked"] >= 1)
+        printer.jammed = False
+        result = http.post(f"/api/groups/{RECEIPTS_GROUP}/parked/replay", json={}).json()
+        assert result["failed"] == [] and result["replayed"]
+        assert http.get("/api/streams/receipt-zed/events").status_code == 200
+        statuses = {p["name"]: p for p in http.get("/api/projections").json()["projections"]}
+        wait_for(lambda: http.get("/api/projections/carts_by_status").json()["lag"] == 0)
+        assert statuses["carts_by_status"]["built"]
+
+
+def test_chronik_serve_demo_answers_on_loopback(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "CHRONIK_STORE": f"sqlite:///{tmp_path / 'demo.db'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronik", "serve", "--demo", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                return False
+
+        wait_for(up, timeout=30)
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and "chronik" in page.text
+        assert httpx.get(f"{url}/api/streams", params={"prefix": "cart-"}).json()["streams"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is a failure, but never a leak
+            process.kill()
+            pytest.fail("chronik serve did not stop on SIGINT within 15 s")
+    errors = process.stderr.read() if process.stderr else ""
+    # uvicorn re-raises the captured SIGINT after a graceful shutdown: 130 is the shell's "stopped by Ctrl-C"
+    assert process.returncode in (0, 130), errors
+    assert "Traceback" not in errors
+
+
+def test_the_demo_runs_on_a_memory_store_without_projections(make_server: ServerFactory) -> None:
+    live = make_server(store=open_store("memory://"))
+    start_demo(live.state, interval=3600, lease_ttl=3.0)
+    with live.client() as http:
+        assert http.get("/api/streams", params={"prefix": "cart-"}).json()["streams"]
+        wait_for(lambda: live.state.demo["printer"].printed >= 2)
+        assert http.get("/api/cart/carts").status_code == 501

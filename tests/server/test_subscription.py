@@ -1,0 +1,91 @@
+"""The live subscription: catch-up then live, resumable with Last-Event-ID, always bounded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.server.conftest import LiveServer, event
+
+
+def read_sse(response: httpx.Response) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(event name, id, data) for every SSE event of a finished response."""
+    out: list[tuple[str, str | None, dict[str, Any]]] = []
+    for block in response.text.split("\n\n"):
+        name, ident, data = "message", None, None
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+        if data is not None:
+            out.append((name, ident, data))
+    return out
+
+
+def test_catch_up_then_live_then_end(live: LiveServer, http: httpx.Client) -> None:
+    for number in range(3):
+        http.post(f"/api/streams/s-{number}/events", json={"events": [event("Before")]})
+    received: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    def writer() -> None:
+        deadline = time.monotonic() + 5
+        while live.state.metrics.subscriptions.value() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        with live.client() as other:
+            other.post("/api/streams/s-live/events", json={"events": [event("Live"), event("Live")]})
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with live.client() as client:
+        response = client.get(
+            "/api/log/subscribe", params={"from_position": 2, "max_events": 4, "timeout": 10}
+        )
+    thread.join()
+    received = read_sse(response)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    messages = [(ident, data["type"]) for name, ident, data in received if name == "message"]
+    assert messages == [("2", "Before"), ("3", "Before"), ("4", "Live"), ("5", "Live")]
+    names = [name for name, _, _ in received]
+    assert names.index("caught_up") == 2  # after the backlog, before the live events
+    assert received[-1] == ("end", None, {"reason": "max_events", "sent": 4, "next_position": 6})
+
+
+def test_last_event_id_resumes_after_that_position(http: httpx.Client) -> None:
+    http.post("/api/streams/s-1/events", json={"events": [event("A"), event("B"), event("C")]})
+    response = http.get(
+        "/api/log/subscribe", params={"max_events": 1, "timeout": 5}, headers={"Last-Event-ID": "2"}
+    )
+    [(_name, ident, data)] = [item for item in read_sse(response) if item[0] == "message"]
+    assert (ident, data["type"]) == ("3", "C")
+    bad = http.get("/api/log/subscribe", headers={"Last-Event-ID": "yesterday"})
+    assert bad.status_code == 400
+
+
+def test_filters_and_the_timeout_bound(http: httpx.Client) -> None:
+    http.post("/api/streams/cart-1/events", json={"events": [event("ItemAdded")]})
+    http.post("/api/streams/product-1/events", json={"events": [event("ProductUpdated")]})
+    started = time.monotonic()
+    response = http.get("/api/log/subscribe", params={"category": "product", "timeout": 0.5})
+    assert time.monotonic() - started < 5
+    received = read_sse(response)
+    assert [data["stream"] for name, _, data in received if name == "message"] == ["product-1"]
+    assert received[-1][0] == "end" and received[-1][2]["reason"] == "timeout"
+
+
+def test_a_stopped_subscription_at_max_events_resumes_exactly(http: httpx.Client) -> None:
+    http.post("/api/streams/s-1/events", json={"events": [event(name) for name in ("A", "B", "C", "D")]})
+    first = read_sse(http.get("/api/log/subscribe", params={"max_events": 2, "timeout": 5}))
+    resume = first[-1][2]["next_position"]
+    second = read_sse(
+        http.get("/api/log/subscribe", params={"from_position": resume, "max_events": 2, "timeout": 5})
+    )
+    seen = [data["type"] for name, _, data in first + second if name == "message"]
+    assert seen == ["A", "B", "C", "D"]
