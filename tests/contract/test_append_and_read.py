@@ -446,3 +446,12 @@ def test_generated_event_ids_are_time_ordered_uuid7() -> None:
     assert len(set(ids)) == len(ids)
     milliseconds = [i.int >> 80 for i in ids]
     assert milliseconds == sorted(milliseconds)
+
+
+@pytest.mark.parametrize("event_type", [["list"], {"a": 1}, 42])
+def test_unhashable_or_odd_event_types_are_refused_with_a_clear_error(
+    store: EventStore, event_type: object
+) -> None:
+    with pytest.raises(InvalidEventType):
+        store.append("s-1", NewEvent(type=event_type, data={}))  # type: ignore[arg-type]
+    assert store.head_position() == 0

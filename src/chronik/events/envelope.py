@@ -112,6 +112,8 @@ def check_stream_name(stream: object) -> str:
 
 
 def check_event_type(event_type: object) -> str:
+    if type(event_type) is str and event_type in _VALID_EVENT_TYPES:  # few types recur: check each once
+        return event_type
     if not isinstance(event_type, str) or not event_type:
         raise InvalidEventType(event_type, "must be a non-empty string")
     if len(event_type) > MAX_NAME_LENGTH:
@@ -120,7 +122,12 @@ def check_event_type(event_type: object) -> str:
         raise InvalidEventType(
             event_type, "must start with a letter or '_' and contain only letters, digits and _ . : -"
         )
+    if len(_VALID_EVENT_TYPES) < 10_000:
+        _VALID_EVENT_TYPES.add(event_type)
     return event_type
+
+
+_VALID_EVENT_TYPES: set[str] = set()
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -279,21 +286,17 @@ def encode_new_event(
 
 
 def _encode_json_object(event_type: str, field: str, value: object) -> str:
-    if type(value) is not dict and (
-        isinstance(value, list | tuple | str | bytes | int | float | bool) or value is None
-    ):
-        raise EventDataNotSerializable(
-            event_type,
-            field,
-            f"must be a JSON object (a mapping, dataclass or Struct), not {type(value).__name__}",
-        )
     try:
         encoded = _encode(value)
     except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as error:
         raise EventDataNotSerializable(event_type, field, str(error)) from None
-    if not encoded.startswith(b"{"):
+    # Checked on the output, not by type: any mapping, dataclass or Struct is fine; anything that
+    # does not encode to an object (a list, a string, None, ...) is refused.
+    if encoded[:1] != b"{":
         raise EventDataNotSerializable(
-            event_type, field, f"must encode to a JSON object, got {encoded[:40]!r}"
+            event_type,
+            field,
+            f"must be a JSON object (a mapping, dataclass or Struct), not {type(value).__name__}",
         )
     # msgspec writes NaN and infinity as null: a silent change we refuse. Only look when a null
     # is present at all, so ordinary data pays nothing for the check.
