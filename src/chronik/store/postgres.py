@@ -1,0 +1,615 @@
+"""`postgresql://`: the store for many processes on many machines, on a PostgreSQL server.
+
+The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives. In short:
+
+* **Global order without gaps, writers in parallel.** A transaction's events get the positions
+  `(transaction id << 20) + 0, 1, 2, ...`. Readers (`read_all`, `head_position`,
+  `wait_for_events`) only return positions below `pg_snapshot_xmin(pg_current_snapshot()) << 20`:
+  every transaction below that id has finished, and every transaction that can still commit has a
+  higher id, so nothing can ever appear below what a reader has seen. No lock is shared by all
+  writers until commit; only writers of the same stream take turns (the stream's row lock).
+  Positions are not contiguous. A transaction writes at most 2**20 events. The price: while any
+  transaction that was given an id runs (here or in another database of the same server), readers
+  stop at it; keep writing transactions short.
+* **recorded_at never decreases along the global order, exactly.** It is fixed once per
+  transaction, together with the transaction id, by `fix_position()`: the writer's clock reading
+  clamped to a high-water mark, under an advisory lock held for that one call (not until commit).
+  All events of a transaction share that time. The clock is read just before the call, so a time
+  may be raised to a concurrent writer's reading (by the time the two calls were apart, typically
+  microseconds); it is never lowered and never out of order.
+* **Reading a stream is not held back.** `read_stream` and `stream_version` show every committed
+  event, also ones above the read barrier (a writer needs its own last write to decide the next).
+  Only the global readers wait for the barrier.
+* **Live delivery.** Each append transaction sends a NOTIFY, delivered at commit; a background
+  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier.
+* **Connection loss** (server restart, a killed backend, a pool that cannot connect) raises a
+  retryable `StoreUnavailable`, and the pool's idle connections are checked so the next call gets a
+  working one. An append whose commit outcome is unknown can be re-sent with the same event ids:
+  the store acknowledges it without writing it twice.
+* **Schemas.** `?schema=NAME` (default `chronik`) is the search_path; the schema and its tables are
+  created and migrated on open, once even when several processes open it at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from chronik.clock import Clock
+from chronik.errors import (
+    ChronikError,
+    InvalidInput,
+    SchemaTooNew,
+    StoreUnavailable,
+    StreamNotFound,
+    UnsupportedStoreURL,
+    WrongExpectedVersion,
+)
+from chronik.events.chain import GENESIS, event_hash
+from chronik.events.envelope import (
+    ANY,
+    DEFAULT_MAX_EVENT_BYTES,
+    STREAM_EXISTS,
+    EncodedEvent,
+    ExpectedVersion,
+    RecordedEvent,
+    category_of,
+    check_stream_name,
+    format_timestamp,
+)
+from chronik.store import postgres_sql as q
+from chronik.store.contract import (
+    AppendResult,
+    EventStore,
+    ExistingEvent,
+    Snapshot,
+    StreamInfo,
+    UnitOfWork,
+    check_expectation,
+    resolve_retry,
+)
+
+DEFAULT_SCHEMA: Final = "chronik"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+# Errors after which the connection (or the server) is gone or the transaction was cancelled:
+# trying again later can succeed.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+def _lock_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory lock key for one purpose in one schema."""
+    digest = hashlib.blake2b(f"chronik:{purpose}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ChronikError(f"the store's clock returned a naive datetime {moment!r}; it must be aware")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _to_recorded(row: tuple[Any, ...]) -> RecordedEvent:
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=row[1],
+        stream=row[2],
+        stream_version=row[3],
+        type=row[4],
+        schema_version=row[5],
+        json_data=row[6],
+        json_metadata=row[7],
+        recorded_at=row[8],
+        occurred_at=row[9],
+    )
+
+
+class PostgresUnitOfWork(UnitOfWork):
+    """One PostgreSQL transaction on one pooled connection.
+
+    `connection` is the psycopg connection inside the transaction, for projections that write
+    their own tables so that their rows commit with the events and the checkpoint. Asking for it
+    fixes the transaction's place in the global order first (see `fix_position()`), because the
+    transaction's first write must be that call.
+    """
+
+    store: PostgresStore
+
+    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
+        super().__init__(store)
+        self._connection = connection
+        self._base_position: int | None = None  # transaction id << 20, once fixed
+        self._recorded_at = _EPOCH
+        self._next_index = 0  # index within the transaction of the next event
+        self.appended = False
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        self._fix_position()
+        return self._connection
+
+    def _fix_position(self) -> None:
+        if self._base_position is not None:
+            return
+        row = self._connection.execute(
+            q.SQL_FIX_POSITION, (self.store.clock_lock_key, _micros(self.store.clock()))
+        ).fetchone()
+        assert row is not None
+        transaction_id, recorded_micros = row
+        self._base_position = transaction_id << q.POSITION_SHIFT
+        self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
+
+    def _append_encoded(
+        self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        if self._next_index + len(batch) > q.MAX_EVENTS_PER_TRANSACTION:
+            raise InvalidInput(
+                f"a unit of work can write at most {q.MAX_EVENTS_PER_TRANSACTION} events on PostgreSQL; "
+                f"this one has {self._next_index} and the append adds {len(batch)}"
+            )
+        connection = self.connection
+        first_id = batch[0].event_id if batch else None
+        row = connection.execute(q.SQL_LOCK_STREAM, (first_id, stream)).fetchone()
+        if row is None and batch:
+            created = connection.execute(q.SQL_CREATE_STREAM, (stream,)).fetchone()
+            if created is None:  # another writer created it meanwhile: take turns with it
+                row = connection.execute(q.SQL_LOCK_STREAM, (first_id, stream)).fetchone()
+            else:
+                row = (created[0], created[1], False)
+        actual: int | None = None if row is None or row[0] < 0 else row[0]
+        first_is_recorded = bool(row is not None and row[2])
+        if not batch:
+            if not check_expectation(stream, expected, actual):
+                raise WrongExpectedVersion(stream, expected, actual)
+            return AppendResult(stream, actual, ())
+        if not check_expectation(stream, expected, actual) or (
+            expected in (ANY, STREAM_EXISTS) and first_is_recorded
+        ):
+            retry = resolve_retry(stream, batch, expected, self._find_events(batch))
+            if retry is not None:
+                return retry
+            raise WrongExpectedVersion(stream, expected, actual)
+
+        assert self._base_position is not None and row is not None
+        recorded_at = self._recorded_at
+        recorded_text = format_timestamp(recorded_at)
+        first_version = -1 if actual is None else actual
+        category = category_of(stream)
+        previous_hash = GENESIS if actual is None else row[1]
+        start = self._base_position + self._next_index
+        rows = []
+        for index, event in enumerate(batch):
+            version = first_version + 1 + index
+            occurred_at = recorded_at if event.occurred_at is None else event.occurred_at
+            previous_hash = event_hash(
+                previous_hash,
+                str(event.event_id),
+                stream,
+                version,
+                event.type,
+                event.schema_version,
+                recorded_text,
+                format_timestamp(occurred_at),
+                event.json_metadata,
+                event.json_data,
+            )
+            rows.append(
+                (
+                    start + index,
+                    event.event_id,
+                    stream,
+                    version,
+                    category,
+                    event.type,
+                    event.schema_version,
+                    event.json_data,
+                    event.json_metadata,
+                    recorded_at,
+                    occurred_at,
+                    previous_hash,
+                )
+            )
+        try:
+            with connection.cursor() as cursor:
+                cursor.executemany(q.SQL_INSERT_EVENT, rows)
+        except psycopg.errors.UniqueViolation as error:
+            # The stream is locked, so only an event id recorded elsewhere gets here. This
+            # transaction is aborted now: look on another connection (the clash is committed).
+            if error.diag.constraint_name == "events_event_id_uniq":
+                resolve_retry(stream, batch, expected, self.store.find_events([e.event_id for e in batch]))
+            raise
+        last_version = first_version + len(rows)
+        connection.execute(q.SQL_UPDATE_STREAM, (last_version, previous_hash, stream))
+        self._next_index += len(rows)
+        self.appended = True
+        return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
+
+    def _find_events(self, batch: Sequence[EncodedEvent]) -> list[ExistingEvent]:
+        """On this transaction's connection, so that its own earlier appends count."""
+        rows = self._connection.execute(q.SQL_FIND_EVENTS, ([e.event_id for e in batch],)).fetchall()
+        return [ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def _save_checkpoint(self, name: str, position: int) -> None:
+        self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
+
+
+class _Listener:
+    """A background LISTEN connection; `generation` rises with every notification or reconnect."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._changed = threading.Condition()
+        self.generation = 0
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"chronik-listen-{store.schema}", daemon=True)
+        self._thread.start()
+
+    def _bump(self) -> None:
+        with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._store.conninfo, **self._store.connect_kwargs) as connection:
+                    connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._store.channel)))
+                    self.listening.set()
+                    self._bump()  # anything committed while we were not listening: look again
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=0.25):
+                            self._bump()
+            except psycopg.Error:
+                self.listening.clear()
+                self._bump()
+                self._stop.wait(0.2)
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Wait until `generation` differs from `seen`; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.generation != seen, timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._bump()
+        self._thread.join(timeout=2)
+
+
+class PostgresStore(EventStore):
+    """`postgresql://user@host:port/db?schema=NAME`. Other query parameters go to libpq.
+
+    Pool options in the URL: `pool_min_size` (default 1), `pool_max_size` (default 8) and
+    `pool_timeout` (seconds to wait for a connection before `StoreUnavailable`, default 10).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        clock: Clock | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        pool_min_size: int = 1,
+        pool_max_size: int = 8,
+        pool_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(clock=clock, max_event_bytes=max_event_bytes)
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise UnsupportedStoreURL(conninfo, f"schema must match {_SCHEMA_NAME.pattern}, not {schema!r}")
+        self.conninfo = conninfo
+        self.schema = schema
+        parts = urlsplit(conninfo)
+        host = parts.hostname or ""
+        shown = f"{parts.username}@{host}" if parts.username else host
+        port = f":{parts.port}" if parts.port else ""
+        self.url = f"{parts.scheme}://{shown}{port}{parts.path}?schema={schema}"
+        self.channel = f"chronik_{schema}"[:63]
+        self.clock_lock_key = _lock_key("clock", schema)
+        self.connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "options": f"-c search_path={schema} -c TimeZone=UTC",
+        }
+        # Test-only: read without the visibility barrier, to show what it prevents. Never in production.
+        self.unsafe_no_read_barrier = False
+        self._local = threading.local()
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            conninfo,
+            kwargs=self.connect_kwargs,
+            min_size=pool_min_size,
+            max_size=max(pool_max_size, pool_min_size, 2),  # a failed append looks up ids on a second one
+            timeout=pool_timeout,
+            name=f"chronik-{schema}",
+            num_workers=1,
+            open=True,
+        )
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> PostgresStore:
+        parts = urlsplit(url)
+        ours = {"schema", "pool_min_size", "pool_max_size", "pool_timeout", "max_event_bytes"}
+        options = dict(parse_qsl(parts.query))
+        libpq = [(key, value) for key, value in parse_qsl(parts.query) if key not in ours]
+        scheme = "postgresql" if parts.scheme.lower() == "postgres" else parts.scheme
+        conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(libpq), ""))
+        try:
+            pool_min_size = int(options.get("pool_min_size", 1))
+            pool_max_size = int(options.get("pool_max_size", 8))
+            pool_timeout = float(options.get("pool_timeout", 10.0))
+        except ValueError:
+            raise UnsupportedStoreURL(url, "pool_min_size and pool_max_size are whole numbers, ...") from None
+        return cls(
+            conninfo,
+            schema=options.get("schema", DEFAULT_SCHEMA),
+            clock=clock,
+            max_event_bytes=max_event_bytes,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            pool_timeout=pool_timeout,
+        )
+
+    # -- connections and errors -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _unavailable_as_error(self, what: str) -> Iterator[None]:
+        """Turn a lost connection into `StoreUnavailable`, and weed out the pool's dead connections."""
+        try:
+            yield
+        except _UNAVAILABLE as error:
+            if not self._closed:
+                with contextlib.suppress(Exception):
+                    self._pool.check()
+            raise StoreUnavailable(
+                f"PostgreSQL {what} failed ({type(error).__name__}: {str(error).strip()}); "
+                "retry (an append can be re-sent with the same event ids)"
+            ) from error
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        with self._unavailable_as_error("read"), self._pool.connection() as connection:
+            return connection.execute(statement, params).fetchall()
+
+    def _migrate(self) -> None:
+        try:
+            with (
+                psycopg.connect(self.conninfo, **self.connect_kwargs) as connection,
+                connection.transaction(),
+            ):
+                connection.execute(q.SQL_MIGRATION_LOCK, (_lock_key("migrate", self.schema),))
+                connection.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+                connection.execute(q.SQL_CREATE_MIGRATIONS_TABLE)
+                row = connection.execute(q.SQL_SCHEMA_VERSION).fetchone()
+                found = int(row[0]) if row else 0
+                if found > q.SCHEMA_VERSION:
+                    raise SchemaTooNew(found, q.SCHEMA_VERSION)
+                for version in range(found + 1, q.SCHEMA_VERSION + 1):
+                    for statement in q.MIGRATIONS[version]:
+                        connection.execute(statement)
+                    connection.execute(q.SQL_RECORD_MIGRATION, (version, self.clock()))
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(f"cannot open PostgreSQL store {self.url}: {error}") from error
+
+    def close(self) -> None:
+        self._closed = True
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self._pool.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PostgresUnitOfWork]:
+        if getattr(self._local, "active", False):
+            raise ChronikError("a unit of work is already open on this thread; units of work do not nest")
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        self._local.active = True
+        try:
+            with (
+                self._unavailable_as_error("transaction"),
+                self._pool.connection() as connection,
+                connection.transaction(),
+            ):
+                uow = PostgresUnitOfWork(self, connection)
+                yield uow
+                uow.ensure_not_aborted()
+                if uow.appended:
+                    connection.execute(q.SQL_NOTIFY, (self.channel,))
+        finally:
+            self._local.active = False
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        recorded_until: datetime | None = None,
+        occurred_until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        check_stream_name(stream)
+        clauses = ["stream_name = %s"]
+        params: list[Any] = [stream]
+        low, high = (to_version, from_version) if backwards else (from_version, to_version)
+        if low is not None:
+            clauses.append("stream_version >= %s")
+            params.append(low)
+        if high is not None:
+            clauses.append("stream_version <= %s")
+            params.append(high)
+        if recorded_until is not None:
+            clauses.append("recorded_at <= %s")
+            params.append(recorded_until)
+        if occurred_until is not None:
+            clauses.append("occurred_at <= %s")
+            params.append(occurred_until)
+        statement = (
+            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY stream_version {'DESC' if backwards else 'ASC'}"
+        )
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(max(0, limit))
+        rows = self._rows(statement, params)
+        if not rows and not self._rows(q.SQL_STREAM_VERSION, (stream,)):
+            raise StreamNotFound(stream)
+        return [_to_recorded(row) for row in rows]
+
+    def read_all(
+        self,
+        from_position: int = 0,
+        *,
+        to_position: int | None = None,
+        categories: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        clauses = ["global_position >= %s"]
+        params: list[Any] = [from_position]
+        if not self.unsafe_no_read_barrier:
+            clauses.append(f"global_position < {q.SQL_READ_BARRIER}")
+        if to_position is not None:
+            clauses.append("global_position <= %s")
+            params.append(to_position)
+        if categories:
+            clauses.append("category = ANY(%s)")
+            params.append(list(categories))
+        if event_types:
+            clauses.append("event_type = ANY(%s)")
+            params.append(list(event_types))
+        statement = (
+            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY global_position"
+        )
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(max(0, limit))
+        return [_to_recorded(row) for row in self._rows(statement, params)]
+
+    def head_position(self) -> int:
+        statement = q.SQL_HEAD_POSITION_UNSAFE if self.unsafe_no_read_barrier else q.SQL_HEAD_POSITION
+        return int(self._rows(statement)[0][0])
+
+    def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """Woken by NOTIFY at each append's commit; then re-reads the barrier until it has passed.
+
+        A notification can arrive while an older transaction still holds the barrier back (it
+        will notify at its own commit) or a transaction that will not notify (a rollback, another
+        program) holds it: after a notification that did not suffice, poll with a growing pause.
+        """
+        deadline = time.monotonic() + timeout
+        listener = self._start_listener()
+        listener.listening.wait(max(0.0, min(timeout, 5.0)))
+        pause: float | None = None
+        while True:
+            seen = listener.generation
+            if self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if pause is None:
+                if listener.wait(seen, min(remaining, 1.0)):
+                    pause = 0.001
+            else:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.05)
+
+    def _start_listener(self) -> _Listener:
+        with self._listener_lock:
+            if self._closed:
+                raise ChronikError(f"{self!r} is closed")
+            if self._listener is None:
+                self._listener = _Listener(self)
+            return self._listener
+
+    def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
+        rows = self._rows(q.SQL_STREAM_VERSION, (stream,))
+        return int(rows[0][0]) if rows else None
+
+    def list_streams(self, *, prefix: str = "", limit: int = 100) -> list[StreamInfo]:
+        rows = self._rows(q.SQL_LIST_STREAMS, (prefix, prefix + "\U0010ffff", max(0, limit)))
+        return [StreamInfo(row[0], category_of(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+
+    def find_events(self, event_ids: Sequence[uuid.UUID]) -> list[ExistingEvent]:
+        rows = self._rows(q.SQL_FIND_EVENTS, (list(event_ids),))
+        found = {row[0]: ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows}
+        return [found[event_id] for event_id in event_ids if event_id in found]
+
+    def read_correlated(self, correlation_id: str) -> list[RecordedEvent]:
+        return [_to_recorded(row) for row in self._rows(q.SQL_READ_CORRELATED, (correlation_id,))]
+
+    # -- checkpoints and snapshots -------------------------------------------------------------
+
+    def load_checkpoint(self, name: str) -> int | None:
+        rows = self._rows(q.SQL_LOAD_CHECKPOINT, (name,))
+        return int(rows[0][0]) if rows else None
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        with self._unavailable_as_error("snapshot write"), self._pool.connection() as connection:
+            connection.execute(
+                q.SQL_SAVE_SNAPSHOT,
+                (
+                    snapshot.stream,
+                    snapshot.schema_version,
+                    snapshot.stream_version,
+                    snapshot.aggregate_type,
+                    snapshot.json_state,
+                    snapshot.recorded_at,
+                ),
+            )
+
+    def load_snapshot(
+        self, stream: str, *, schema_version: int, at_or_before: int | None = None
+    ) -> Snapshot | None:
+        rows = self._rows(
+            q.SQL_LOAD_SNAPSHOT, (stream, schema_version, at_or_before if at_or_before is not None else 2**62)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Snapshot(
+            stream=stream,
+            stream_version=row[0],
+            aggregate_type=row[1],
+            schema_version=schema_version,
+            json_state=row[2],
+            recorded_at=row[3],
+        )
+
+    def delete_snapshots(self, stream: str | None = None) -> int:
+        with self._unavailable_as_error("snapshot delete"), self._pool.connection() as connection:
+            if stream is None:
+                cursor = connection.execute(q.SQL_DELETE_ALL_SNAPSHOTS)
+            else:
+                cursor = connection.execute(q.SQL_DELETE_SNAPSHOTS, (stream,))
+            return cursor.rowcount

@@ -1,0 +1,184 @@
+"""The PostgreSQL backend's schema and statements, each named, each with the guarantee it gives.
+
+Kept apart from `postgres.py` so that the SQL can be read top to bottom as one piece: the
+migrations, then the statements in the order an append uses them, then the readers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+# 2**20 events per transaction: the low 20 bits of a position are the index within the transaction.
+POSITION_SHIFT: Final = 20
+MAX_EVENTS_PER_TRANSACTION: Final = 1 << POSITION_SHIFT
+
+# Migrations run once each, in order, under `SQL_MIGRATION_LOCK`, in the store's schema (search_path).
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        """CREATE TABLE events (
+            -- (writing transaction's id << 20) + index within it: see "Global order" in postgres.py
+            global_position bigint      PRIMARY KEY,
+            event_id        uuid        NOT NULL,
+            stream_name     text        COLLATE "C" NOT NULL,  -- byte order, as on SQLite
+            stream_version  bigint      NOT NULL,  -- 0-based, no gaps: see events_stream_version_uniq
+            category        text        NOT NULL,
+            event_type      text        NOT NULL,
+            schema_version  integer     NOT NULL,
+            data            json        NOT NULL,  -- json, not jsonb: the text is kept byte for byte
+            metadata        json        NOT NULL,  -- (the hash chain covers the exact text)
+            recorded_at     timestamptz NOT NULL,  -- never decreasing along global_position: fix_position()
+            occurred_at     timestamptz NOT NULL,
+            event_hash      text        NOT NULL   -- chains to the stream's previous event: events/chain.py
+        )""",
+        # One event per stream version: the database's last word on a lost race, whatever Python did.
+        "CREATE UNIQUE INDEX events_stream_version_uniq ON events (stream_name, stream_version)",
+        # An event id is recorded once; a retry is recognized through this index.
+        "CREATE UNIQUE INDEX events_event_id_uniq ON events (event_id)",
+        "CREATE INDEX events_category_position ON events (category, global_position)",
+        """CREATE TABLE streams (
+            -- One row per stream: the row lock is the stream's writer lock (see SQL_LOCK_STREAM).
+            stream_name text   COLLATE "C" PRIMARY KEY,
+            version     bigint NOT NULL,  -- version of the stream's last event
+            tip_hash    text   NOT NULL   -- event_hash of that event: the next event chains to it
+        )""",
+        """CREATE TABLE checkpoints (
+            name        text        PRIMARY KEY,
+            position    bigint      NOT NULL,
+            updated_at  timestamptz NOT NULL
+        )""",
+        """CREATE TABLE snapshots (
+            stream_name     text        NOT NULL,
+            schema_version  integer     NOT NULL,
+            stream_version  bigint      NOT NULL,
+            aggregate_type  text        NOT NULL,
+            state           text        NOT NULL,
+            recorded_at     timestamptz NOT NULL,
+            PRIMARY KEY (stream_name, schema_version, stream_version)
+        )""",
+        # The latest recorded_at handed out, in microseconds since 1970. A sequence because setval()
+        # is not transactional: the value is visible to the next writer at once, before any commit.
+        "CREATE SEQUENCE recorded_at_high_water MINVALUE -9223372036854775807 START -9223372036854775807",
+        # Fixes a transaction's place in the global order and its recorded_at, atomically.
+        #
+        # Guarantee: recorded_at never decreases along global_position. Positions are ordered by
+        # transaction id; ids are handed out by the server in increasing order; this function takes
+        # the id (pg_current_xact_id() assigns it, and it must be the transaction's first write) and
+        # clamps the writer's clock reading to the high-water mark, both under one session-level
+        # advisory lock. So a higher id always gets a time >= every lower id's time. The lock is
+        # held for this call only (microseconds, no I/O wait), never until commit: writers are not
+        # serialized behind it. The exception block releases the lock if anything in between fails.
+        """CREATE FUNCTION fix_position(lock_key bigint, clock_micros bigint,
+                                        OUT transaction_id bigint, OUT recorded_micros bigint)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_lock(lock_key);
+            BEGIN
+                transaction_id := pg_current_xact_id()::text::bigint;
+                SELECT greatest(last_value, clock_micros) INTO recorded_micros FROM recorded_at_high_water;
+                PERFORM setval('recorded_at_high_water', recorded_micros);
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                PERFORM pg_advisory_unlock(lock_key);
+                RAISE;
+            END;
+            PERFORM pg_advisory_unlock(lock_key);
+        END
+        $$""",
+    ),
+}
+
+# -- migrations -------------------------------------------------------------------------------
+
+# Guarantee: concurrent processes opening one schema migrate it once. The transaction-level lock
+# is taken before anything is read or created, so the second process sees the first's result.
+SQL_MIGRATION_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
+SQL_CREATE_MIGRATIONS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
+)
+SQL_SCHEMA_VERSION: Final = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+SQL_RECORD_MIGRATION: Final = "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)"
+
+# -- appending, in the order a unit of work runs them ---------------------------------------------
+
+# The first statement of every writing transaction (see fix_position() above). It returns the
+# transaction id: the transaction's events get positions (id << 20) + 0, 1, 2, ...
+SQL_FIX_POSITION: Final = "SELECT transaction_id, recorded_micros FROM fix_position(%s, %s)"
+
+# Guarantee: writers of one stream take turns; writers of different streams do not wait for each
+# other. FOR UPDATE locks the stream's row until commit; a writer that waited re-reads the row as
+# the previous writer committed it (READ COMMITTED re-check), so it sees the new version and tip.
+# The EXISTS tells an `ANY`/`STREAM_EXISTS` retry from a new append without another round trip.
+SQL_LOCK_STREAM: Final = (
+    "SELECT version, tip_hash, EXISTS (SELECT 1 FROM events WHERE event_id = %s) "
+    "FROM streams WHERE stream_name = %s FOR UPDATE"
+)
+# A new stream: the inserted row is locked by this transaction. If another transaction inserts the
+# same name first, this one waits for it and inserts nothing; then SQL_LOCK_STREAM locks that row.
+SQL_CREATE_STREAM: Final = (
+    "INSERT INTO streams (stream_name, version, tip_hash) VALUES (%s, -1, '') "
+    "ON CONFLICT (stream_name) DO NOTHING RETURNING version, tip_hash"
+)
+SQL_INSERT_EVENT: Final = (
+    "INSERT INTO events (global_position, event_id, stream_name, stream_version, category, event_type, "
+    "schema_version, data, metadata, recorded_at, occurred_at, event_hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+SQL_UPDATE_STREAM: Final = "UPDATE streams SET version = %s, tip_hash = %s WHERE stream_name = %s"
+# Guarantee: a waiting reader is woken when this transaction's events become visible. NOTIFY is
+# queued in the transaction and delivered only at commit (never for a rollback).
+SQL_NOTIFY: Final = "SELECT pg_notify(%s, '')"
+SQL_SAVE_CHECKPOINT: Final = (
+    "INSERT INTO checkpoints (name, position, updated_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
+)
+
+# -- reading ----------------------------------------------------------------------------------
+
+EVENT_COLUMNS: Final = (
+    "global_position, event_id, stream_name, stream_version, event_type, "
+    "schema_version, data::text, metadata::text, recorded_at, occurred_at"
+)
+
+# Guarantee: gap-free tailing. A transaction's events have positions in [id << 20, (id + 1) << 20).
+# pg_snapshot_xmin(pg_current_snapshot()) is the lowest transaction id still running when this
+# statement's snapshot was taken: every transaction below it has finished (its events are all
+# visible, or it rolled back), and every transaction that can still commit has an id >= it (new
+# ids are always higher). So the events below (xmin << 20) are final: none can appear there later,
+# and a reader that continues from the last position it saw never skips one. The barrier only
+# rises. Its cost: one long-running writing transaction anywhere on the server holds it back.
+SQL_READ_BARRIER: Final = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+SQL_HEAD_POSITION: Final = (
+    f"SELECT coalesce(max(global_position), 0) FROM events WHERE global_position < {SQL_READ_BARRIER}"
+)
+# The same without the barrier, for the test that shows what the barrier prevents.
+SQL_HEAD_POSITION_UNSAFE: Final = "SELECT coalesce(max(global_position), 0) FROM events"
+
+SQL_STREAM_VERSION: Final = "SELECT version FROM streams WHERE stream_name = %s AND version >= 0"
+SQL_FIND_EVENTS: Final = (
+    "SELECT event_id, stream_name, stream_version, global_position FROM events WHERE event_id = ANY(%s)"
+)
+SQL_LIST_STREAMS: Final = (
+    "SELECT stream_name, max(stream_version), count(*), min(recorded_at), max(recorded_at) "
+    "FROM events WHERE stream_name IN (SELECT stream_name FROM streams "
+    "WHERE stream_name >= %s AND stream_name < %s AND version >= 0 ORDER BY stream_name LIMIT %s) "
+    "GROUP BY stream_name ORDER BY stream_name"
+)
+SQL_READ_CORRELATED: Final = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE metadata ->> 'correlation_id' = %s ORDER BY global_position"
+)
+SQL_LOAD_CHECKPOINT: Final = "SELECT position FROM checkpoints WHERE name = %s"
+SQL_SAVE_SNAPSHOT: Final = (
+    "INSERT INTO snapshots (stream_name, schema_version, stream_version, aggregate_type, state, recorded_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (stream_name, schema_version, stream_version) "
+    "DO UPDATE SET aggregate_type = excluded.aggregate_type, state = excluded.state, "
+    "recorded_at = excluded.recorded_at"
+)
+SQL_LOAD_SNAPSHOT: Final = (
+    "SELECT stream_version, aggregate_type, state, recorded_at FROM snapshots "
+    "WHERE stream_name = %s AND schema_version = %s AND stream_version <= %s "
+    "ORDER BY stream_version DESC LIMIT 1"
+)
+SQL_DELETE_ALL_SNAPSHOTS: Final = "DELETE FROM snapshots"
+SQL_DELETE_SNAPSHOTS: Final = "DELETE FROM snapshots WHERE stream_name = %s"
