@@ -323,6 +323,7 @@ class PostgresStore(EventStore):
         self.connect_kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": f"-c search_path={schema} -c TimeZone=UTC",
+            "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
         }
         # Test-only: read without the visibility barrier, to show what it prevents. Never in production.
         self.unsafe_no_read_barrier = False
@@ -376,17 +377,29 @@ class PostgresStore(EventStore):
         try:
             yield
         except _UNAVAILABLE as error:
-            if not self._closed:
-                with contextlib.suppress(Exception):
-                    self._pool.check()
+            self._check_pool()
             raise StoreUnavailable(
                 f"PostgreSQL {what} failed ({type(error).__name__}: {str(error).strip()}); "
                 "retry (an append can be re-sent with the same event ids)"
             ) from error
 
+    def _check_pool(self) -> None:
+        """Replace the pool's idle connections that died with the one that just failed."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self._pool.check()
+
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read. A read changes nothing, so one that lost its connection is tried once more
+        on a fresh one (after a server restart every idle connection of the pool is dead); writes
+        are never retried here: their outcome may be unknown, the caller decides."""
         if self._closed:
             raise ChronikError(f"{self!r} is closed")
+        try:
+            with self._pool.connection() as connection:
+                return connection.execute(statement, params).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._check_pool()
         with self._unavailable_as_error("read"), self._pool.connection() as connection:
             return connection.execute(statement, params).fetchall()
 
