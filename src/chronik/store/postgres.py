@@ -20,8 +20,11 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
 * **Reading a stream is not held back.** `read_stream` and `stream_version` show every committed
   event, also ones above the read barrier (a writer needs its own last write to decide the next).
   Only the global readers wait for the barrier.
-* **Live delivery.** Each append transaction sends a NOTIFY, delivered at commit; a background
-  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier.
+* **Live delivery.** After an append commits, a background notifier sends a NOTIFY in its own
+  small transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
+  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If a writer dies
+  between its commit and the NOTIFY, waiting readers find its events at their next periodic look
+  (at most a second later).
 * **Connection loss** (server restart, a killed backend, a pool that cannot connect) raises a
   retryable `StoreUnavailable`, and the pool's idle connections are checked so the next call gets a
   working one. An append whose commit outcome is unknown can be re-sent with the same event ids:
@@ -142,16 +145,31 @@ class PostgresUnitOfWork(UnitOfWork):
         self._fix_position()
         return self._connection
 
-    def _fix_position(self) -> None:
+    @property
+    def started(self) -> bool:
+        """True once the transaction has begun (at its first write)."""
+        return self._base_position is not None
+
+    def _fix_position(self, then: tuple[str, Sequence[Any]] | None = None) -> tuple[Any, ...] | None:
+        """Begin the transaction with `fix_position()`; run `then` in the same round trip.
+
+        Returns the first row of `then` (None without it, or when the transaction had begun).
+        """
+        connection = self._connection
         if self._base_position is not None:
-            return
-        row = self._connection.execute(
-            q.SQL_FIX_POSITION, (self.store.clock_lock_key, _micros(self.store.clock()))
-        ).fetchone()
+            return connection.execute(*then).fetchone() if then is not None else None
+        with connection.pipeline():
+            connection.execute("BEGIN")
+            fixed = connection.execute(
+                q.SQL_FIX_POSITION, (self.store.clock_lock_key, _micros(self.store.clock()))
+            )
+            after = connection.execute(*then) if then is not None else None
+        row = fixed.fetchone()
         assert row is not None
         transaction_id, recorded_micros = row
         self._base_position = transaction_id << q.POSITION_SHIFT
         self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
+        return after.fetchone() if after is not None else None
 
     def _append_encoded(
         self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
@@ -161,9 +179,9 @@ class PostgresUnitOfWork(UnitOfWork):
                 f"a unit of work can write at most {q.MAX_EVENTS_PER_TRANSACTION} events on PostgreSQL; "
                 f"this one has {self._next_index} and the append adds {len(batch)}"
             )
-        connection = self.connection
+        connection = self._connection
         first_id = batch[0].event_id if batch else None
-        row = connection.execute(q.SQL_LOCK_STREAM, (first_id, stream)).fetchone()
+        row = self._fix_position(then=(q.SQL_LOCK_STREAM, (first_id, stream)))
         if row is None and batch:
             created = connection.execute(q.SQL_CREATE_STREAM, (stream,)).fetchone()
             if created is None:  # another writer created it meanwhile: take turns with it
@@ -223,17 +241,17 @@ class PostgresUnitOfWork(UnitOfWork):
                     previous_hash,
                 )
             )
+        last_version = first_version + len(rows)
         try:
-            with connection.cursor() as cursor:
+            with connection.pipeline(), connection.cursor() as cursor:  # one round trip
                 cursor.executemany(q.SQL_INSERT_EVENT, rows)
+                cursor.execute(q.SQL_UPDATE_STREAM, (last_version, previous_hash, stream))
         except psycopg.errors.UniqueViolation as error:
             # The stream is locked, so only an event id recorded elsewhere gets here. This
             # transaction is aborted now: look on another connection (the clash is committed).
             if error.diag.constraint_name == "events_event_id_uniq":
                 resolve_retry(stream, batch, expected, self.store.find_events([e.event_id for e in batch]))
             raise
-        last_version = first_version + len(rows)
-        connection.execute(q.SQL_UPDATE_STREAM, (last_version, previous_hash, stream))
         self._next_index += len(rows)
         self.appended = True
         return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
@@ -245,6 +263,42 @@ class PostgresUnitOfWork(UnitOfWork):
 
     def _save_checkpoint(self, name: str, position: int) -> None:
         self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
+
+
+class _Notifier:
+    """Sends the post-commit NOTIFY (see `SQL_NOTIFY_AFTER_COMMIT`) from a background thread.
+
+    Commits only poke it, so a writer never waits for the notification, and pokes that arrive
+    while one is being sent collapse into the next one.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._poked = threading.Event()
+        self._stop = False
+        self._statement = sql.SQL(q.SQL_NOTIFY_AFTER_COMMIT).format(channel=sql.Literal(store.channel))
+        self._thread = threading.Thread(target=self._run, name=f"chronik-notify-{store.schema}", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._poked.set()
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            if self._stop:
+                return
+            self._poked.clear()
+            with (
+                contextlib.suppress(psycopg.Error, PoolTimeout),
+                self._store._pool.connection() as connection,
+            ):
+                connection.execute(self._statement)
+
+    def close(self) -> None:
+        self._stop = True
+        self._poked.set()
+        self._thread.join(timeout=2)
 
 
 class _Listener:
@@ -329,6 +383,7 @@ class PostgresStore(EventStore):
         self.unsafe_no_read_barrier = False
         self._local = threading.local()
         self._listener: _Listener | None = None
+        self._notifier: _Notifier | None = None
         self._listener_lock = threading.Lock()
         self._closed = False
         self._migrate()
@@ -431,6 +486,9 @@ class PostgresStore(EventStore):
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+            if self._notifier is not None:
+                self._notifier.close()
+                self._notifier = None
         self._pool.close()
 
     # -- writing ------------------------------------------------------------------------------
@@ -443,18 +501,31 @@ class PostgresStore(EventStore):
             raise ChronikError(f"{self!r} is closed")
         self._local.active = True
         try:
-            with (
-                self._unavailable_as_error("transaction"),
-                self._pool.connection() as connection,
-                connection.transaction(),
-            ):
+            with self._unavailable_as_error("transaction"), self._pool.connection() as connection:
+                # The transaction begins at the unit of work's first write (`_fix_position`).
                 uow = PostgresUnitOfWork(self, connection)
-                yield uow
-                uow.ensure_not_aborted()
-                if uow.appended:
-                    connection.execute(q.SQL_NOTIFY, (self.channel,))
+                try:
+                    yield uow
+                    uow.ensure_not_aborted()
+                except BaseException:
+                    if uow.started and not connection.closed:
+                        with contextlib.suppress(psycopg.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+                if uow.started:
+                    connection.execute("COMMIT")
         finally:
             self._local.active = False
+        if uow.appended:
+            self._poke_notifier()
+
+    def _poke_notifier(self) -> None:
+        with self._listener_lock:
+            if self._closed:
+                return
+            if self._notifier is None:
+                self._notifier = _Notifier(self)
+            self._notifier.poke()
 
     # -- reading ------------------------------------------------------------------------------
 
