@@ -7,7 +7,7 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   `wait_for_events`) only return positions below `pg_snapshot_xmin(pg_current_snapshot()) << 20`:
   every transaction below that id has finished, and every transaction that can still commit has a
   higher id, so nothing can ever appear below what a reader has seen. No lock is shared by all
-  writers until commit; only writers of the same stream take turns (the stream's row lock).
+  writers until commit; only writers of the same stream take turns (an advisory lock per stream).
   Positions are not contiguous. A transaction writes at most 2**20 events. The price: while any
   transaction that was given an id runs (here or in another database of the same server), readers
   stop at it; keep writing transactions short.
@@ -68,6 +68,7 @@ from chronik.events.envelope import (
     STREAM_EXISTS,
     EncodedEvent,
     ExpectedVersion,
+    NewEvent,
     RecordedEvent,
     category_of,
     check_stream_name,
@@ -88,6 +89,7 @@ from chronik.store.contract import (
 DEFAULT_SCHEMA: Final = "chronik"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+NOTIFY_INTERVAL: Final = 0.002  # seconds: the least time between two notifications from one store
 _MICROSECOND: Final = timedelta(microseconds=1)
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
@@ -135,10 +137,15 @@ class PostgresUnitOfWork(UnitOfWork):
     def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
         super().__init__(store)
         self._connection = connection
+        # Parameters bound on the client: several statements then travel in one message and one
+        # round trip (the server's extended protocol allows one statement per message).
+        self._cursor = psycopg.ClientCursor(connection)
         self._base_position: int | None = None  # transaction id << 20, once fixed
         self._recorded_at = _EPOCH
         self._next_index = 0  # index within the transaction of the next event
         self.appended = False
+        self.commit_with_append = False  # `store.append`: COMMIT travels with the insert
+        self.committed = False
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -150,26 +157,31 @@ class PostgresUnitOfWork(UnitOfWork):
         """True once the transaction has begun (at its first write)."""
         return self._base_position is not None
 
-    def _fix_position(self, then: tuple[str, Sequence[Any]] | None = None) -> tuple[Any, ...] | None:
-        """Begin the transaction with `fix_position()`; run `then` in the same round trip.
+    def _fix_position(self, then: str = "", params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Begin the transaction with `fix_position()`; run the statements `then` in the same round trip.
 
-        Returns the first row of `then` (None without it, or when the transaction had begun).
+        Returns the first row of the last statement of `then` (None without `then`).
         """
-        connection = self._connection
-        if self._base_position is not None:
-            return connection.execute(*then).fetchone() if then is not None else None
-        with connection.pipeline():
-            connection.execute("BEGIN")
-            fixed = connection.execute(
-                q.SQL_FIX_POSITION, (self.store.clock_lock_key, _micros(self.store.clock()))
+        cursor = self._cursor
+        if self._base_position is None:
+            micros = _micros(self.store.clock())
+            cursor.execute(
+                f"BEGIN; {q.SQL_FIX_POSITION}{'; ' + then if then else ''}",
+                (self.store.clock_lock_key, micros, *params),
             )
-            after = connection.execute(*then) if then is not None else None
-        row = fixed.fetchone()
-        assert row is not None
-        transaction_id, recorded_micros = row
-        self._base_position = transaction_id << q.POSITION_SHIFT
-        self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
-        return after.fetchone() if after is not None else None
+            cursor.nextset()  # past BEGIN
+            fixed = cursor.fetchone()
+            assert fixed is not None
+            transaction_id, recorded_micros = fixed
+            self._base_position = transaction_id << q.POSITION_SHIFT
+            self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
+        elif then:
+            cursor.execute(then, params)
+        else:
+            return None
+        while cursor.nextset():
+            pass
+        return cursor.fetchone()
 
     def _append_encoded(
         self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
@@ -179,17 +191,13 @@ class PostgresUnitOfWork(UnitOfWork):
                 f"a unit of work can write at most {q.MAX_EVENTS_PER_TRANSACTION} events on PostgreSQL; "
                 f"this one has {self._next_index} and the append adds {len(batch)}"
             )
-        connection = self._connection
         first_id = batch[0].event_id if batch else None
-        row = self._fix_position(then=(q.SQL_LOCK_STREAM, (first_id, stream)))
-        if row is None and batch:
-            created = connection.execute(q.SQL_CREATE_STREAM, (stream,)).fetchone()
-            if created is None:  # another writer created it meanwhile: take turns with it
-                row = connection.execute(q.SQL_LOCK_STREAM, (first_id, stream)).fetchone()
-            else:
-                row = (created[0], created[1], False)
-        actual: int | None = None if row is None or row[0] < 0 else row[0]
-        first_is_recorded = bool(row is not None and row[2])
+        row = self._fix_position(
+            f"{q.SQL_LOCK_STREAM}; {q.SQL_STREAM_TIP}", (stream, self.store.clock_lock_key, first_id, stream)
+        )
+        assert row is not None
+        actual: int | None = row[0]
+        first_is_recorded = bool(row[2])
         if not batch:
             if not check_expectation(stream, expected, actual):
                 raise WrongExpectedVersion(stream, expected, actual)
@@ -202,7 +210,7 @@ class PostgresUnitOfWork(UnitOfWork):
                 return retry
             raise WrongExpectedVersion(stream, expected, actual)
 
-        assert self._base_position is not None and row is not None
+        assert self._base_position is not None
         recorded_at = self._recorded_at
         recorded_text = format_timestamp(recorded_at)
         first_version = -1 if actual is None else actual
@@ -242,10 +250,16 @@ class PostgresUnitOfWork(UnitOfWork):
                 )
             )
         last_version = first_version + len(rows)
+        statements = []
+        params: list[Any] = []
+        for chunk in range(0, len(rows), q.INSERT_CHUNK):
+            part = rows[chunk : chunk + q.INSERT_CHUNK]
+            statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
+            params.extend(value for row_values in part for value in row_values)
+        if self.commit_with_append:
+            statements.append("COMMIT")
         try:
-            with connection.pipeline(), connection.cursor() as cursor:  # one round trip
-                cursor.executemany(q.SQL_INSERT_EVENT, rows)
-                cursor.execute(q.SQL_UPDATE_STREAM, (last_version, previous_hash, stream))
+            self._cursor.execute("; ".join(statements), params)  # one round trip
         except psycopg.errors.UniqueViolation as error:
             # The stream is locked, so only an event id recorded elsewhere gets here. This
             # transaction is aborted now: look on another connection (the clash is committed).
@@ -254,6 +268,7 @@ class PostgresUnitOfWork(UnitOfWork):
             raise
         self._next_index += len(rows)
         self.appended = True
+        self.committed = self.commit_with_append
         return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
 
     def _find_events(self, batch: Sequence[EncodedEvent]) -> list[ExistingEvent]:
@@ -269,13 +284,14 @@ class _Notifier:
     """Sends the post-commit NOTIFY (see `SQL_NOTIFY_AFTER_COMMIT`) from a background thread.
 
     Commits only poke it, so a writer never waits for the notification, and pokes that arrive
-    while one is being sent collapse into the next one.
+    while one is being sent, or within NOTIFY_INTERVAL after it, collapse into the next one.
     """
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._poked = threading.Event()
         self._stop = False
+        self._stopped = threading.Event()
         self._statement = sql.SQL(q.SQL_NOTIFY_AFTER_COMMIT).format(channel=sql.Literal(store.channel))
         self._thread = threading.Thread(target=self._run, name=f"chronik-notify-{store.schema}", daemon=True)
         self._thread.start()
@@ -294,9 +310,13 @@ class _Notifier:
                 self._store._pool.connection() as connection,
             ):
                 connection.execute(self._statement)
+            # Under a stream of commits, one notification per NOTIFY_INTERVAL covers them all
+            # (the first commit after a quiet spell is still announced at once).
+            self._stopped.wait(NOTIFY_INTERVAL)
 
     def close(self) -> None:
         self._stop = True
+        self._stopped.set()
         self._poked.set()
         self._thread.join(timeout=2)
 
@@ -512,12 +532,24 @@ class PostgresStore(EventStore):
                         with contextlib.suppress(psycopg.Error):
                             connection.execute("ROLLBACK")
                     raise
-                if uow.started:
+                if uow.started and not uow.committed:
                     connection.execute("COMMIT")
         finally:
             self._local.active = False
         if uow.appended:
             self._poke_notifier()
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent] | NewEvent,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """One append, one transaction, two round trips: BEGIN with the stream lock, then the
+        insert with the COMMIT."""
+        with self.transaction() as uow:
+            uow.commit_with_append = True
+            return uow.append(stream, events, expected_version)
 
     def _poke_notifier(self) -> None:
         with self._listener_lock:
@@ -564,7 +596,7 @@ class PostgresStore(EventStore):
             statement += " LIMIT %s"
             params.append(max(0, limit))
         rows = self._rows(statement, params)
-        if not rows and not self._rows(q.SQL_STREAM_VERSION, (stream,)):
+        if not rows and self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0] is None:
             raise StreamNotFound(stream)
         return [_to_recorded(row) for row in rows]
 
@@ -637,8 +669,8 @@ class PostgresStore(EventStore):
 
     def stream_version(self, stream: str) -> int | None:
         check_stream_name(stream)
-        rows = self._rows(q.SQL_STREAM_VERSION, (stream,))
-        return int(rows[0][0]) if rows else None
+        version = self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0]
+        return None if version is None else int(version)
 
     def list_streams(self, *, prefix: str = "", limit: int = 100) -> list[StreamInfo]:
         rows = self._rows(q.SQL_LIST_STREAMS, (prefix, prefix + "\U0010ffff", max(0, limit)))

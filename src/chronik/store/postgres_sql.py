@@ -37,12 +37,6 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # An event id is recorded once; a retry is recognized through this index.
         "CREATE UNIQUE INDEX events_event_id_uniq ON events (event_id)",
         "CREATE INDEX events_category_position ON events (category, global_position)",
-        """CREATE TABLE streams (
-            -- One row per stream: the row lock is the stream's writer lock (see SQL_LOCK_STREAM).
-            stream_name text   COLLATE "C" PRIMARY KEY,
-            version     bigint NOT NULL,  -- version of the stream's last event
-            tip_hash    text   NOT NULL   -- event_hash of that event: the next event chains to it
-        )""",
         """CREATE TABLE checkpoints (
             name        text        PRIMARY KEY,
             position    bigint      NOT NULL,
@@ -107,25 +101,26 @@ SQL_RECORD_MIGRATION: Final = "INSERT INTO schema_migrations (version, applied_a
 SQL_FIX_POSITION: Final = "SELECT transaction_id, recorded_micros FROM fix_position(%s, %s)"
 
 # Guarantee: writers of one stream take turns; writers of different streams do not wait for each
-# other. FOR UPDATE locks the stream's row until commit; a writer that waited re-reads the row as
-# the previous writer committed it (READ COMMITTED re-check), so it sees the new version and tip.
-# The EXISTS tells an `ANY`/`STREAM_EXISTS` retry from a new append without another round trip.
-SQL_LOCK_STREAM: Final = (
-    "SELECT version, tip_hash, EXISTS (SELECT 1 FROM events WHERE event_id = %s) "
-    "FROM streams WHERE stream_name = %s FOR UPDATE"
+# other. A transaction-level advisory lock on the stream name's 64-bit hash (seeded per schema) is
+# held until commit or rollback; two names that share a hash only wait for each other needlessly.
+# No row is written for it: an append writes only its events.
+SQL_LOCK_STREAM: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))"
+# Sent in the same message right after SQL_LOCK_STREAM, so it runs after the lock is granted, with
+# a fresh READ COMMITTED snapshot: it sees the previous holder's committed events (the lock is
+# released only after a commit is visible). The EXISTS tells an `ANY`/`STREAM_EXISTS` retry from
+# a new append without another round trip.
+SQL_STREAM_TIP: Final = (
+    "SELECT tip.stream_version, tip.event_hash, EXISTS (SELECT 1 FROM events WHERE event_id = %s) "
+    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT stream_version, event_hash FROM events "
+    "WHERE stream_name = %s ORDER BY stream_version DESC LIMIT 1) AS tip ON true"
 )
-# A new stream: the inserted row is locked by this transaction. If another transaction inserts the
-# same name first, this one waits for it and inserts nothing; then SQL_LOCK_STREAM locks that row.
-SQL_CREATE_STREAM: Final = (
-    "INSERT INTO streams (stream_name, version, tip_hash) VALUES (%s, -1, '') "
-    "ON CONFLICT (stream_name) DO NOTHING RETURNING version, tip_hash"
-)
-SQL_INSERT_EVENT: Final = (
+# Followed by INSERT_CHUNK or fewer `SQL_EVENT_ROW`s, joined by ", ".
+SQL_INSERT_EVENTS: Final = (
     "INSERT INTO events (global_position, event_id, stream_name, stream_version, category, event_type, "
-    "schema_version, data, metadata, recorded_at, occurred_at, event_hash) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "schema_version, data, metadata, recorded_at, occurred_at, event_hash) VALUES "
 )
-SQL_UPDATE_STREAM: Final = "UPDATE streams SET version = %s, tip_hash = %s WHERE stream_name = %s"
+SQL_EVENT_ROW: Final = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+INSERT_CHUNK: Final = 100
 # Wakes waiting readers after an append committed. Deliberately NOT inside the append transaction:
 # a transaction that has sent NOTIFY takes a database-wide lock at commit and holds it through its
 # WAL flush (PostgreSQL orders the notification queue that way), so every notifying commit would
@@ -162,15 +157,14 @@ SQL_HEAD_POSITION: Final = (
 # The same without the barrier, for the test that shows what the barrier prevents.
 SQL_HEAD_POSITION_UNSAFE: Final = "SELECT coalesce(max(global_position), 0) FROM events"
 
-SQL_STREAM_VERSION: Final = "SELECT version FROM streams WHERE stream_name = %s AND version >= 0"
+SQL_STREAM_VERSION: Final = "SELECT max(stream_version) FROM events WHERE stream_name = %s"
 SQL_FIND_EVENTS: Final = (
     "SELECT event_id, stream_name, stream_version, global_position FROM events WHERE event_id = ANY(%s)"
 )
 SQL_LIST_STREAMS: Final = (
     "SELECT stream_name, max(stream_version), count(*), min(recorded_at), max(recorded_at) "
-    "FROM events WHERE stream_name IN (SELECT stream_name FROM streams "
-    "WHERE stream_name >= %s AND stream_name < %s AND version >= 0 ORDER BY stream_name LIMIT %s) "
-    "GROUP BY stream_name ORDER BY stream_name"
+    "FROM events WHERE stream_name >= %s AND stream_name < %s "
+    "GROUP BY stream_name ORDER BY stream_name LIMIT %s"
 )
 SQL_READ_CORRELATED: Final = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE metadata ->> 'correlation_id' = %s ORDER BY global_position"
