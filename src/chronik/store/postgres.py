@@ -20,11 +20,11 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
 * **Reading a stream is not held back.** `read_stream` and `stream_version` show every committed
   event, also ones above the read barrier (a writer needs its own last write to decide the next).
   Only the global readers wait for the barrier.
-* **Live delivery.** After an append commits, a background notifier sends a NOTIFY in its own
-  small transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
-  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If a writer dies
-  between its commit and the NOTIFY, waiting readers find its events at their next periodic look
-  (at most a second later).
+* **Live delivery.** Right after an append's COMMIT, in the same message, a NOTIFY follows in its
+  own tiny transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
+  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If the connection
+  dies between the two, waiting readers find the events at their next periodic look (at most a
+  second later).
 * **Connection loss** (server restart, a killed backend, a pool that cannot connect) raises a
   retryable `StoreUnavailable`, and the pool's idle connections are checked so the next call gets a
   working one. An append whose commit outcome is unknown can be re-sent with the same event ids:
@@ -89,7 +89,6 @@ from chronik.store.contract import (
 DEFAULT_SCHEMA: Final = "chronik"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-NOTIFY_INTERVAL: Final = 0.002  # seconds: the least time between two notifications from one store
 _MICROSECOND: Final = timedelta(microseconds=1)
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
@@ -257,7 +256,7 @@ class PostgresUnitOfWork(UnitOfWork):
             statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
             params.extend(value for row_values in part for value in row_values)
         if self.commit_with_append:
-            statements.append("COMMIT")
+            statements.append(self.store.commit_and_notify)
         try:
             self._cursor.execute("; ".join(statements), params)  # one round trip
         except psycopg.errors.UniqueViolation as error:
@@ -271,6 +270,10 @@ class PostgresUnitOfWork(UnitOfWork):
         self.committed = self.commit_with_append
         return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
 
+    def commit(self) -> None:
+        self._cursor.execute(self.store.commit_and_notify if self.appended else "COMMIT")
+        self.committed = True
+
     def _find_events(self, batch: Sequence[EncodedEvent]) -> list[ExistingEvent]:
         """On this transaction's connection, so that its own earlier appends count."""
         rows = self._connection.execute(q.SQL_FIND_EVENTS, ([e.event_id for e in batch],)).fetchall()
@@ -278,47 +281,6 @@ class PostgresUnitOfWork(UnitOfWork):
 
     def _save_checkpoint(self, name: str, position: int) -> None:
         self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
-
-
-class _Notifier:
-    """Sends the post-commit NOTIFY (see `SQL_NOTIFY_AFTER_COMMIT`) from a background thread.
-
-    Commits only poke it, so a writer never waits for the notification, and pokes that arrive
-    while one is being sent, or within NOTIFY_INTERVAL after it, collapse into the next one.
-    """
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-        self._poked = threading.Event()
-        self._stop = False
-        self._stopped = threading.Event()
-        self._statement = sql.SQL(q.SQL_NOTIFY_AFTER_COMMIT).format(channel=sql.Literal(store.channel))
-        self._thread = threading.Thread(target=self._run, name=f"chronik-notify-{store.schema}", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        self._poked.set()
-
-    def _run(self) -> None:
-        while True:
-            self._poked.wait()
-            if self._stop:
-                return
-            self._poked.clear()
-            with (
-                contextlib.suppress(psycopg.Error, PoolTimeout),
-                self._store._pool.connection() as connection,
-            ):
-                connection.execute(self._statement)
-            # Under a stream of commits, one notification per NOTIFY_INTERVAL covers them all
-            # (the first commit after a quiet spell is still announced at once).
-            self._stopped.wait(NOTIFY_INTERVAL)
-
-    def close(self) -> None:
-        self._stop = True
-        self._stopped.set()
-        self._poked.set()
-        self._thread.join(timeout=2)
 
 
 class _Listener:
@@ -394,6 +356,8 @@ class PostgresStore(EventStore):
         self.url = f"{parts.scheme}://{shown}{port}{parts.path}?schema={schema}"
         self.channel = f"chronik_{schema}"[:63]
         self.clock_lock_key = _lock_key("clock", schema)
+        # The channel is made of checked characters only, so it can stand in the text as it is.
+        self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": f"-c search_path={schema} -c TimeZone=UTC",
@@ -403,7 +367,6 @@ class PostgresStore(EventStore):
         self.unsafe_no_read_barrier = False
         self._local = threading.local()
         self._listener: _Listener | None = None
-        self._notifier: _Notifier | None = None
         self._listener_lock = threading.Lock()
         self._closed = False
         self._migrate()
@@ -506,9 +469,6 @@ class PostgresStore(EventStore):
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
-            if self._notifier is not None:
-                self._notifier.close()
-                self._notifier = None
         self._pool.close()
 
     # -- writing ------------------------------------------------------------------------------
@@ -533,11 +493,9 @@ class PostgresStore(EventStore):
                             connection.execute("ROLLBACK")
                     raise
                 if uow.started and not uow.committed:
-                    connection.execute("COMMIT")
+                    uow.commit()
         finally:
             self._local.active = False
-        if uow.appended:
-            self._poke_notifier()
 
     def append(
         self,
@@ -550,14 +508,6 @@ class PostgresStore(EventStore):
         with self.transaction() as uow:
             uow.commit_with_append = True
             return uow.append(stream, events, expected_version)
-
-    def _poke_notifier(self) -> None:
-        with self._listener_lock:
-            if self._closed:
-                return
-            if self._notifier is None:
-                self._notifier = _Notifier(self)
-            self._notifier.poke()
 
     # -- reading ------------------------------------------------------------------------------
 

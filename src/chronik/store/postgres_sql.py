@@ -125,9 +125,10 @@ INSERT_CHUNK: Final = 100
 # a transaction that has sent NOTIFY takes a database-wide lock at commit and holds it through its
 # WAL flush (PostgreSQL orders the notification queue that way), so every notifying commit would
 # wait for the previous one's fsync: all writers serialized on one lock after all (measured: 8
-# writers went from ~570 to ~320 events/s). Instead, after the commit returned, a notifier sends
-# this in its own tiny transaction, whose commit does not wait for the disk (a lost notification
-# costs a waiting reader at most its periodic re-check, never an event). Bursts collapse into one.
+# writers went from ~570 to ~320 events/s). Instead it follows the COMMIT in the same message, in
+# its own tiny transaction whose commit does not wait for the disk: it holds that lock for
+# microseconds. A notification lost in a crash costs a waiting reader at most its periodic
+# re-check, never an event. `{channel}` is a quoted literal.
 SQL_NOTIFY_AFTER_COMMIT: Final = (
     "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify({channel}, ''); COMMIT"
 )
