@@ -6,6 +6,8 @@ must be caught skipping events, or this test would not show anything about the b
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from chronik import open_store
@@ -24,6 +26,10 @@ def test_tailing_readers_see_every_committed_event_once_in_order_and_a_naive_one
         # Writers hold half of their transactions open a few ms after the insert: commit order then
         # differs from position order often, which is exactly the case the barrier is for.
         committed, seen = race(pg_url, writers=8, seconds=3.0, hold_ms=4, readers=[*safe, naive])
+        # recorded_at, fixed with the position under concurrency, never decreases along the log.
+        log = safe[0].read_all()
+        assert len(log) == len(committed)
+        assert all(a.recorded_at <= b.recorded_at for a, b in itertools.pairwise(log))
     finally:
         for store in [*safe, naive]:
             store.close()
