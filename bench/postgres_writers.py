@@ -267,35 +267,67 @@ def main() -> None:
         "--url",
         default=os.environ.get("CHRONIK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--writers", default="1,4,8")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
+    parser.add_argument("--writers", default="1,4,8", help="writer process counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per system and count (median reported)")
     parser.add_argument("--latency-samples", type=int, default=300)
     options = parser.parse_args()
+    counts = [int(n) for n in options.writers.split(",")]
+    systems = ["chronik", "eventsourcing"]
     runs: list[Run] = []
-    for writers in [int(n) for n in options.writers.split(",")]:
-        for system in os.environ.get("BENCH_SYSTEMS", "chronik,eventsourcing").split(","):
-            runs.append(run(system, options.url, writers, options.seconds))
-            r = runs[-1]
-            print(f"  {r.system:<14} {r.writers} writer(s): {r.events_per_second:>8.1f} events/s", flush=True)
+    for repetition in range(options.repeat):
+        for writers in counts:
+            # Alternate who goes first: on a shared machine the load drifts.
+            for system in systems if repetition % 2 == 0 else systems[::-1]:
+                runs.append(run(system, options.url, writers, options.seconds))
+                r = runs[-1]
+                print(
+                    f"  run {repetition + 1}: {r.system:<14} {r.writers} writer(s): "
+                    f"{r.events_per_second:>8.1f} events/s  skipped {r.skipped}, duplicated {r.duplicated}",
+                    flush=True,
+                )
     latency = chronik_latency(options.url, options.latency_samples)
+
+    def median(system: str, writers: int) -> float:
+        return statistics.median(
+            r.events_per_second for r in runs if r.system == system and r.writers == writers
+        )
+
+    def spread(system: str, writers: int) -> str:
+        values = [r.events_per_second for r in runs if r.system == system and r.writers == writers]
+        return f"{min(values):.0f}-{max(values):.0f}"
 
     print()
     print(
-        f"{'writers':>7} | {'chronik ev/s':>12} | {'eventsourcing ev/s':>18} | {'ratio':>5} | "
-        "skipped/duplicated"
+        f"{'writers':>7} | {'chronik ev/s (range)':>22} | {'eventsourcing ev/s (range)':>28} | "
+        f"{'ratio':>5} | skipped/duplicated (all runs)"
     )
-    ratios: dict[str, float] = {}
-    for writers in sorted({r.writers for r in runs}):
-        ours = next(r for r in runs if r.system == "chronik" and r.writers == writers)
-        theirs = next(r for r in runs if r.system == "eventsourcing" and r.writers == writers)
-        ratio = (
-            ours.events_per_second / theirs.events_per_second if theirs.events_per_second else float("inf")
+    summary = []
+    for writers in counts:
+        ours, theirs = median("chronik", writers), median("eventsourcing", writers)
+        ratio = ours / theirs if theirs else float("inf")
+        bad = {
+            system: (
+                sum(r.skipped for r in runs if r.system == system and r.writers == writers),
+                sum(r.duplicated for r in runs if r.system == system and r.writers == writers),
+            )
+            for system in systems
+        }
+        summary.append(
+            {
+                "writers": writers,
+                "chronik_events_per_second_median": ours,
+                "eventsourcing_events_per_second_median": theirs,
+                "ratio": round(ratio, 2),
+                "chronik_skipped_duplicated": bad["chronik"],
+                "eventsourcing_skipped_duplicated": bad["eventsourcing"],
+            }
         )
-        ratios[str(writers)] = round(ratio, 2)
         print(
-            f"{writers:>7} | {ours.events_per_second:>12.1f} | {theirs.events_per_second:>18.1f} | "
-            f"{ratio:>5.2f} | "
-            f"chronik {ours.skipped}/{ours.duplicated}, eventsourcing {theirs.skipped}/{theirs.duplicated}"
+            f"{writers:>7} | {ours:>8.1f} ({spread('chronik', writers):>11}) | "
+            f"{theirs:>10.1f} ({spread('eventsourcing', writers):>15}) | {ratio:>5.2f} | "
+            f"chronik {bad['chronik'][0]}/{bad['chronik'][1]}, "
+            f"eventsourcing {bad['eventsourcing'][0]}/{bad['eventsourcing'][1]}"
         )
     print(
         f"\nchronik commit-to-delivery latency ({latency['samples']} appends, 10 ms apart): "
@@ -306,12 +338,12 @@ def main() -> None:
         json.dumps(
             {
                 "command": "python bench/postgres_writers.py "
-                f"--seconds {options.seconds:g} --writers {options.writers}",
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                f"--seconds {options.seconds:g} --writers {options.writers} --repeat {options.repeat}",
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
                 "postgres": _server_version(options.url),
-                "runs": [asdict(r) for r in runs],
-                "ratio_chronik_over_eventsourcing": ratios,
+                "summary": summary,
                 "latency_ms": latency,
+                "runs": [asdict(r) for r in runs],
             },
             indent=2,
         )
