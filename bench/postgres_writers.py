@@ -93,7 +93,7 @@ def chronik_tail(store: EventStore, stop: threading.Event, seen: list[tuple[str,
 # -- eventsourcing ------------------------------------------------------------------------------
 
 
-def es_recorder(base: str, schema: str) -> Any:
+def es_recorder(base: str, schema: str, *, create: bool = False) -> Any:
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
     parts = urlsplit(base)
@@ -106,7 +106,8 @@ def es_recorder(base: str, schema: str) -> Any:
         schema=schema,
     )
     recorder = PostgresApplicationRecorder(datastore)
-    recorder.create_table()
+    if create:  # once, before the writers start: concurrent CREATEs of its objects collide
+        recorder.create_table()
     return recorder
 
 
@@ -179,7 +180,7 @@ def run(system: str, base: str, writers: int, seconds: float) -> Run:
             chronik_tail(reader, stop, seen)
     else:
         create_schema(base, schema)
-        reader = es_recorder(base, schema)
+        reader = es_recorder(base, schema, create=True)
         target = es_writer
         args = (base, schema)
 
@@ -190,27 +191,33 @@ def run(system: str, base: str, writers: int, seconds: float) -> Run:
         context.Process(target=target, args=(*args, index, seconds, start, results))
         for index in range(writers)
     ]
-    for process in processes:
-        process.start()
     tailer = threading.Thread(target=tail, daemon=True)
-    start.wait(timeout=120)
-    tailer.start()
     committed: dict[str, int] = {}
-    for _ in processes:
-        committed.update(results.get(timeout=seconds + 120))
-    for process in processes:
-        process.join(timeout=60)
-    # Let the reader catch up with everything committed, then stop it.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not seen or seen[-1][1] < max(committed.values(), default=0)):
-        time.sleep(0.05)
-    stop.set()
-    tailer.join(timeout=60)
-    if system == "chronik":
-        reader.close()
-    else:
-        reader.datastore.close()
-    drop_schema(base, schema)
+    try:
+        for process in processes:
+            process.start()
+        start.wait(timeout=120)
+        tailer.start()
+        for _ in processes:
+            committed.update(results.get(timeout=seconds + 120))
+        for process in processes:
+            process.join(timeout=60)
+        # Let the reader catch up with everything committed, then stop it.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not seen or seen[-1][1] < max(committed.values(), default=0)):
+            time.sleep(0.05)
+    finally:
+        for process in processes:  # only ours, and only if one is stuck
+            if process.is_alive():
+                process.terminate()
+        stop.set()
+        if tailer.is_alive():
+            tailer.join(timeout=60)
+        if system == "chronik":
+            reader.close()
+        else:
+            reader.datastore.close()
+        drop_schema(base, schema)
     seen_ids = [key for key, _ in seen]
     return Run(
         system=system,

@@ -2,12 +2,17 @@
 
 The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives. In short:
 
-* **Global order without gaps, writers in parallel.** A transaction's events get the positions
+* **Global order without gaps, writers in parallel.** A sequence number taken at insert becomes
+  visible at commit, in another order, so a reader tailing by position can pass a number whose
+  transaction commits a moment later and never see that event (the "skipped event" bug of many SQL
+  event stores). The usual cure, one table lock per append, puts every writer in one queue.
+  Instead, a transaction's events get the positions
   `(transaction id << 20) + 0, 1, 2, ...`. Readers (`read_all`, `head_position`,
   `wait_for_events`) only return positions below `pg_snapshot_xmin(pg_current_snapshot()) << 20`:
   every transaction below that id has finished, and every transaction that can still commit has a
   higher id, so nothing can ever appear below what a reader has seen. No lock is shared by all
-  writers until commit; only writers of the same stream take turns (an advisory lock per stream).
+  writers until commit; only writers of the same stream take turns (an advisory lock per stream;
+  the unique index on stream and version stays the last word).
   Positions are not contiguous. A transaction writes at most 2**20 events. The price: while any
   transaction that was given an id runs (here or in another database of the same server), readers
   stop at it; keep writing transactions short.
@@ -16,7 +21,9 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   clamped to a high-water mark, under an advisory lock held for that one call (not until commit).
   All events of a transaction share that time. The clock is read just before the call, so a time
   may be raised to a concurrent writer's reading (by the time the two calls were apart, typically
-  microseconds); it is never lowered and never out of order.
+  microseconds); it is never lowered and never out of order. It is the time the transaction took
+  its place in the order, not its commit time: a long unit of work commits later than it says.
+  The lock for that call is the one thing all writers of a schema share, for microseconds each.
 * **Reading a stream is not held back.** `read_stream` and `stream_version` show every committed
   event, also ones above the read barrier (a writer needs its own last write to decide the next).
   Only the global readers wait for the barrier.
@@ -27,8 +34,9 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   second later).
 * **Connection loss** (server restart, a killed backend, a pool that cannot connect) raises a
   retryable `StoreUnavailable`, and the pool's idle connections are checked so the next call gets a
-  working one. An append whose commit outcome is unknown can be re-sent with the same event ids:
-  the store acknowledges it without writing it twice.
+  working one. A read that met a dead pooled connection is tried once more by itself (it changes
+  nothing); a write never is, because its outcome may be unknown: the caller re-sends it with the
+  same event ids, and the store acknowledges it without writing it twice.
 * **Schemas.** `?schema=NAME` (default `chronik`) is the search_path; the schema and its tables are
   created and migrated on open, once even when several processes open it at the same time.
 """
