@@ -46,18 +46,19 @@ def store_url(base: str, schema: str, query: str = "") -> str:
 def postgres_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
     base = service_url("CHRONIK_TEST_POSTGRES_URL", "PostgreSQL")
     schemas: list[str] = []
-    shared: list[str] = []
+    shared_schemas: list[str] = []
     open_stores: list[EventStore] = []
     request.addfinalizer(lambda: drop_schemas(base, schemas))
 
-    def make(clock: Clock | None = None, *, shared_schema: bool = False, query: str = "") -> EventStore:
-        if shared_schema and shared:
-            schema = shared[0]
+    def make(clock: Clock | None = None, *, shared: bool = False, query: str = "") -> EventStore:
+        """`shared=True`: the same schema as the test's other shared stores (like SQLite's shared file)."""
+        if shared and shared_schemas:
+            schema = shared_schemas[0]
         else:
             schema = new_schema_name()
             schemas.append(schema)
-            if shared_schema:
-                shared.append(schema)
+            if shared:
+                shared_schemas.append(schema)
         store = open_store(store_url(base, schema, query), clock=clock)
         open_stores.append(store)
         while len(open_stores) > MAX_OPEN_STORES:

@@ -24,9 +24,10 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   microseconds); it is never lowered and never out of order. It is the time the transaction took
   its place in the order, not its commit time: a long unit of work commits later than it says.
   The lock for that call is the one thing all writers of a schema share, for microseconds each.
-* **Reading a stream is not held back.** `read_stream` and `stream_version` show every committed
-  event, also ones above the read barrier (a writer needs its own last write to decide the next).
-  Only the global readers wait for the barrier.
+* **Reading a stream is not held back.** `read_stream`, `stream_version`, `list_streams` and
+  `read_correlated` show every committed event, also ones above the read barrier (a writer needs
+  its own last write to decide the next). Only the global readers wait for the barrier: do not
+  resume `read_all` from a position learned elsewhere.
 * **Live delivery.** Right after an append's COMMIT, in the same message, a NOTIFY follows in its
   own tiny transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
   LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If the connection
