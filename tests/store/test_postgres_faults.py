@@ -1,7 +1,8 @@
 """Connection loss on PostgreSQL: a clear retryable error, a pool that recovers, and safe retries.
 
 Connections are killed with `pg_terminate_backend` (what a failover, an idle-session killer or a
-server restart does to a client). The server itself is not restarted here: other test runs share it.
+server restart does to a client), and a TCP proxy plays a server that is away for a while and
+comes back. The server itself is not restarted here: other test runs share it.
 """
 
 from __future__ import annotations
@@ -125,3 +126,35 @@ def test_appends_under_random_connection_kills_are_recorded_exactly_once(store: 
     recorded = store.read_stream("run-1")
     assert [e.event_id for e in recorded] == acknowledged
     assert [e.data["i"] for e in recorded] == list(range(60))
+
+
+def test_a_server_that_goes_away_and_comes_back(pg_url: str) -> None:
+    """Through a proxy that drops every connection and refuses new ones for a while (a restart)."""
+    from tests.store.tcp_proxy import Proxy
+
+    parts = urlsplit(pg_url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    through_proxy = urlunsplit(
+        parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}")
+    )
+    store = open_store(through_proxy + "&pool_timeout=2&connect_timeout=2")
+    try:
+        store.append("s-1", NewEvent(type="A", data={}))
+        proxy.down()
+        with pytest.raises(StoreUnavailable):
+            store.append("s-1", NewEvent(type="B", data={}))
+        with pytest.raises(StoreUnavailable):  # reads too, once their retry has failed as well
+            store.read_stream("s-1")
+        proxy.up()
+        deadline = time.monotonic() + 15
+        while True:  # the pool reconnects in the background, with a back-off
+            try:
+                store.append("s-1", NewEvent(type="C", data={}))
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not recover after the server came back"
+                time.sleep(0.2)
+        assert [e.type for e in store.read_stream("s-1")] == ["A", "C"]
+    finally:
+        store.close()
+        proxy.close()
