@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from chronik import NewEvent, open_store
@@ -56,3 +57,28 @@ def test_an_open_append_blocks_its_stream_only_and_holds_readers_at_its_position
     assert [(e.stream, e.type) for e in log] == [("acct-a", "Held"), ("acct-b", "Other"), ("acct-a", "Other")]
     assert log[0].global_position == held.global_positions[0]
     assert [e.stream_version for e in other.read_stream("acct-a")] == [0, 1]
+
+
+def test_other_programs_transactions_do_not_hold_readers_back(
+    pg_url: str, stores: tuple[EventStore, EventStore]
+) -> None:
+    store, _ = stores
+    from tests.postgres_support import drop_schemas, new_schema_name, store_url
+
+    base = pg_url.split("?")[0]
+    other_schema = new_schema_name()
+    elsewhere = open_store(store_url(base, other_schema))
+    try:
+        with psycopg.connect(base, autocommit=True) as foreign, elsewhere.transaction() as other_uow:
+            # A transaction of another program holds an id and stays open ...
+            foreign.execute("BEGIN")
+            foreign.execute("SELECT pg_current_xact_id()")
+            # ... and so does a chronik writer of another schema.
+            other_uow.append("x-1", NewEvent(type="Elsewhere", data={}))
+            result = store.append("s-1", NewEvent(type="A", data={}))
+            assert [e.global_position for e in store.read_all()] == list(result.global_positions)
+            assert store.head_position() == result.global_positions[0]
+            foreign.execute("ROLLBACK")
+    finally:
+        elsewhere.close()
+        drop_schemas(base, [other_schema])

@@ -8,14 +8,15 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   event stores). The usual cure, one table lock per append, puts every writer in one queue.
   Instead, a transaction's events get the positions
   `(transaction id << 20) + 0, 1, 2, ...`. Readers (`read_all`, `head_position`,
-  `wait_for_events`) only return positions below `pg_snapshot_xmin(pg_current_snapshot()) << 20`:
-  every transaction below that id has finished, and every transaction that can still commit has a
-  higher id, so nothing can ever appear below what a reader has seen. No lock is shared by all
+  `wait_for_events`) only return positions below a barrier: the id of the oldest transaction still
+  writing to this schema (or, if none, the next id to be handed out). Every writer below it has
+  finished, and every writer that can still commit has a higher id, so nothing can ever appear
+  below what a reader has seen (the proof is beside `SQL_SET_READ_BARRIER`). No lock is shared by all
   writers until commit; only writers of the same stream take turns (an advisory lock per stream;
   the unique index on stream and version stays the last word).
-  Positions are not contiguous. A transaction writes at most 2**20 events. The price: while any
-  transaction that was given an id runs (here or in another database of the same server), readers
-  stop at it; keep writing transactions short.
+  Positions are not contiguous. A transaction writes at most 2**20 events. The price: while a
+  unit of work on this schema runs, readers stop at its position; keep units of work short.
+  Other programs' transactions on the same server do not hold readers back.
 * **recorded_at never decreases along the global order, exactly.** It is fixed once per
   transaction, together with the transaction id, by `fix_position()`: the writer's clock reading
   clamped to a high-water mark, under an advisory lock held for that one call (not until commit).
@@ -175,7 +176,7 @@ class PostgresUnitOfWork(UnitOfWork):
             micros = _micros(self.store.clock())
             cursor.execute(
                 f"BEGIN; {q.SQL_FIX_POSITION}{'; ' + then if then else ''}",
-                (self.store.clock_lock_key, micros, *params),
+                (self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
             )
             cursor.nextset()  # past BEGIN
             fixed = cursor.fetchone()
@@ -365,6 +366,9 @@ class PostgresStore(EventStore):
         self.url = f"{parts.scheme}://{shown}{port}{parts.path}?schema={schema}"
         self.channel = f"chronik_{schema}"[:63]
         self.clock_lock_key = _lock_key("clock", schema)
+        self.writer_lock_key = _lock_key("writers", schema)
+        unsigned = self.writer_lock_key & 0xFFFFFFFFFFFFFFFF
+        self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
         # The channel is made of checked characters only, so it can stand in the text as it is.
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
@@ -436,7 +440,9 @@ class PostgresStore(EventStore):
             with contextlib.suppress(Exception):
                 self._pool.check()
 
-    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _rows(
+        self, statement: str, params: Sequence[Any] = (), *, client_side: bool = False
+    ) -> list[tuple[Any, ...]]:
         """Run a read. A read changes nothing, so one that lost its connection is tried once more
         on a fresh one (after a server restart every idle connection of the pool is dead); writes
         are never retried here: their outcome may be unknown, the caller decides."""
@@ -444,11 +450,23 @@ class PostgresStore(EventStore):
             raise ChronikError(f"{self!r} is closed")
         try:
             with self._pool.connection() as connection:
-                return connection.execute(statement, params).fetchall()
+                return self._fetch_last(connection, statement, params, client_side)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self._check_pool()
         with self._unavailable_as_error("read"), self._pool.connection() as connection:
+            return self._fetch_last(connection, statement, params, client_side)
+
+    @staticmethod
+    def _fetch_last(
+        connection: psycopg.Connection[Any], statement: str, params: Sequence[Any], client_side: bool
+    ) -> list[tuple[Any, ...]]:
+        if not client_side:
             return connection.execute(statement, params).fetchall()
+        cursor = psycopg.ClientCursor(connection)  # several statements in one message
+        cursor.execute(statement, params)
+        while cursor.nextset():
+            pass
+        return cursor.fetchall()
 
     def _migrate(self) -> None:
         try:
@@ -587,11 +605,19 @@ class PostgresStore(EventStore):
         if limit is not None:
             statement += " LIMIT %s"
             params.append(max(0, limit))
-        return [_to_recorded(row) for row in self._rows(statement, params)]
+        if self.unsafe_no_read_barrier:
+            return [_to_recorded(row) for row in self._rows(statement, params)]
+        return [_to_recorded(row) for row in self._rows_below_barrier(statement, params)]
 
     def head_position(self) -> int:
-        statement = q.SQL_HEAD_POSITION_UNSAFE if self.unsafe_no_read_barrier else q.SQL_HEAD_POSITION
-        return int(self._rows(statement)[0][0])
+        if self.unsafe_no_read_barrier:
+            return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
+        return int(self._rows_below_barrier(q.SQL_HEAD_POSITION)[0][0])
+
+    def _rows_below_barrier(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Fix the read barrier, then read, in one message: two statements, two snapshots, in order."""
+        both = f"{q.SQL_SET_READ_BARRIER}; {statement}"
+        return self._rows(both, (*self._barrier_params, *params), client_side=True)
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """Woken by NOTIFY at each append's commit; then re-reads the barrier until it has passed.

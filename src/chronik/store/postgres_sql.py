@@ -63,10 +63,15 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # advisory lock. So a higher id always gets a time >= every lower id's time. The lock is
         # held for this call only (microseconds, no I/O wait), never until commit: writers are not
         # serialized behind it. The exception block releases the lock if anything in between fails.
-        """CREATE FUNCTION fix_position(lock_key bigint, clock_micros bigint,
+        #
+        # First, though, it registers the transaction as a writer of this schema (a shared lock
+        # held until the transaction ends, taken before the transaction has an id): the read
+        # barrier (SQL_SET_READ_BARRIER) waits for registered transactions only.
+        """CREATE FUNCTION fix_position(writer_key bigint, lock_key bigint, clock_micros bigint,
                                         OUT transaction_id bigint, OUT recorded_micros bigint)
         LANGUAGE plpgsql AS $$
         BEGIN
+            PERFORM pg_advisory_xact_lock_shared(writer_key);
             PERFORM pg_advisory_lock(lock_key);
             BEGIN
                 transaction_id := pg_current_xact_id()::text::bigint;
@@ -98,7 +103,7 @@ SQL_RECORD_MIGRATION: Final = "INSERT INTO schema_migrations (version, applied_a
 
 # The first statement of every writing transaction (see fix_position() above). It returns the
 # transaction id: the transaction's events get positions (id << 20) + 0, 1, 2, ...
-SQL_FIX_POSITION: Final = "SELECT transaction_id, recorded_micros FROM fix_position(%s, %s)"
+SQL_FIX_POSITION: Final = "SELECT transaction_id, recorded_micros FROM fix_position(%s, %s, %s)"
 
 # Guarantee: writers of one stream take turns; writers of different streams do not wait for each
 # other. A transaction-level advisory lock on the stream name's 64-bit hash (seeded per schema) is
@@ -145,13 +150,37 @@ EVENT_COLUMNS: Final = (
 )
 
 # Guarantee: gap-free tailing. A transaction's events have positions in [id << 20, (id + 1) << 20).
-# pg_snapshot_xmin(pg_current_snapshot()) is the lowest transaction id still running when this
-# statement's snapshot was taken: every transaction below it has finished (its events are all
-# visible, or it rolled back), and every transaction that can still commit has an id >= it (new
-# ids are always higher). So the events below (xmin << 20) are final: none can appear there later,
-# and a reader that continues from the last position it saw never skips one. The barrier only
-# rises. Its cost: one long-running writing transaction anywhere on the server holds it back.
-SQL_READ_BARRIER: Final = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+# A reader only returns positions below (B << 20), where B is computed by SQL_SET_READ_BARRIER in
+# its own statement *before* the reading statement (which takes a later snapshot):
+#
+#   B = the lowest id among this schema's registered writers (see fix_position) still running at
+#       B's snapshot, or that snapshot's xmax (every id handed out later is >= xmax) if none is.
+#
+# Why nothing can appear below B later: take a writer T with id X < B. X < xmax, so T had its id
+# when B's snapshot was taken, and it had registered before getting it. If T was still running
+# when the statement then looked at the lock table, X is in the minimum, so X >= B: impossible.
+# So T had ended by then: committed (before the read's later snapshot, so its events are read) or
+# rolled back (no events). Hence a reader that continues after the last position it saw never
+# skips an event, and B only rises.
+#
+# Transactions that are not writers of this schema (other programs, other databases, other
+# schemas) do not hold the barrier back: only the global oldest transaction (pg_snapshot_xmin)
+# would have been simpler, but one long transaction anywhere on the server would stall every
+# reader. A registered writer that runs long still holds readers at its position: keep units of
+# work short. The cost: the statement reads pg_locks and pg_stat_activity (~0.1-0.3 ms).
+# Parameters: the writer lock's key split as pg_locks shows it (classid, objid).
+SQL_SET_READ_BARRIER: Final = (
+    "SELECT set_config('chronik.read_barrier', least("
+    "pg_snapshot_xmax(s.snap)::text::bigint, "
+    "(SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x "
+    " WHERE mod(x::text::bigint, 4294967296) IN ("  # pg_stat_activity shows 32-bit ids
+    "  SELECT a.backend_xid::text::bigint FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+    "  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "  AND l.classid::bigint = %s AND l.objid::bigint = %s AND a.backend_xid IS NOT NULL))"
+    ")::text, false) FROM (SELECT pg_current_snapshot() AS snap) AS s"
+)
+SQL_READ_BARRIER: Final = "(current_setting('chronik.read_barrier')::bigint << 20)"
 SQL_HEAD_POSITION: Final = (
     f"SELECT coalesce(max(global_position), 0) FROM events WHERE global_position < {SQL_READ_BARRIER}"
 )
