@@ -158,26 +158,31 @@ EVENT_COLUMNS: Final = (
 #
 # Why nothing can appear below B later: take a writer T with id X < B. X < xmax, so T had its id
 # when B's snapshot was taken, and it had registered before getting it. If T was still running
-# when the statement then looked at the lock table, X is in the minimum, so X >= B: impossible.
-# So T had ended by then: committed (before the read's later snapshot, so its events are read) or
-# rolled back (no events). Hence a reader that continues after the last position it saw never
-# skips an event, and B only rises.
+# when the statement then looked at the lock table, X is among the ids B is the least of, so
+# B <= X: a contradiction. So T had ended by then: committed (before the read's later snapshot,
+# so its events are read) or rolled back (no events). Hence a reader that continues after the
+# last position it saw never skips an event, and B only rises.
 #
 # Transactions that are not writers of this schema (other programs, other databases, other
 # schemas) do not hold the barrier back: only the global oldest transaction (pg_snapshot_xmin)
 # would have been simpler, but one long transaction anywhere on the server would stall every
 # reader. A registered writer that runs long still holds readers at its position: keep units of
-# work short. The cost: the statement reads pg_locks and pg_stat_activity (~0.1-0.3 ms).
+# work short. The cost: the statement reads the lock table, pg_locks (~0.1-0.3 ms), which every
+# role may read (no statistics privileges needed, unlike pg_stat_activity's details).
 # Parameters: the writer lock's key split as pg_locks shows it (classid, objid).
 SQL_SET_READ_BARRIER: Final = (
+    "WITH locks AS MATERIALIZED (SELECT * FROM pg_locks WHERE granted), "  # one look at the lock table
+    "writers AS (SELECT pid FROM locks WHERE locktype = 'advisory' AND objsubid = 1 "
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    " AND classid::bigint = %s AND objid::bigint = %s), "
+    # A transaction holds an exclusive lock on its own id from the moment it has one. The lock
+    # table shows 32-bit ids; the snapshot's running list has the full 64-bit ones.
+    "writer_ids AS (SELECT transactionid::text::bigint AS id32 FROM locks "
+    " WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND pid IN (SELECT pid FROM writers)) "
     "SELECT set_config('chronik.read_barrier', least("
-    "pg_snapshot_xmax(s.snap)::text::bigint, "
-    "(SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x "
-    " WHERE mod(x::text::bigint, 4294967296) IN ("  # pg_stat_activity shows 32-bit ids
-    "  SELECT a.backend_xid::text::bigint FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
-    "  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-    "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "  AND l.classid::bigint = %s AND l.objid::bigint = %s AND a.backend_xid IS NOT NULL))"
+    " pg_snapshot_xmax(s.snap)::text::bigint, "
+    " (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x "
+    "  WHERE mod(x::text::bigint, 4294967296) IN (SELECT id32 FROM writer_ids))"
     ")::text, false) FROM (SELECT pg_current_snapshot() AS snap) AS s"
 )
 SQL_READ_BARRIER: Final = "(current_setting('chronik.read_barrier')::bigint << 20)"
