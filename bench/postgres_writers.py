@@ -162,7 +162,8 @@ def drop_schema(base: str, schema: str) -> None:
         connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def run(system: str, base: str, writers: int, seconds: float) -> Run:
+def run(system: str, base: str, writers: int, seconds: float, *, with_reader: bool = True) -> Run:
+    """One timed run; without a reader, `skipped` and `duplicated` are -1 (not measured)."""
     schema = f"bench_{system}_{os.getpid()}_{writers}"
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(writers + 1)
@@ -197,14 +198,19 @@ def run(system: str, base: str, writers: int, seconds: float) -> Run:
         for process in processes:
             process.start()
         start.wait(timeout=120)
-        tailer.start()
+        if with_reader:
+            tailer.start()
         for _ in processes:
             committed.update(results.get(timeout=seconds + 120))
         for process in processes:
             process.join(timeout=60)
         # Let the reader catch up with everything committed, then stop it.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not seen or seen[-1][1] < max(committed.values(), default=0)):
+        while (
+            with_reader
+            and time.monotonic() < deadline
+            and (not seen or seen[-1][1] < max(committed.values(), default=0))
+        ):
             time.sleep(0.05)
     finally:
         for process in processes:  # only ours, and only if one is stuck
@@ -220,13 +226,13 @@ def run(system: str, base: str, writers: int, seconds: float) -> Run:
         drop_schema(base, schema)
     seen_ids = [key for key, _ in seen]
     return Run(
-        system=system,
+        system=system if with_reader else f"{system} (no reader)",
         writers=writers,
         seconds=seconds,
         events=len(committed),
         events_per_second=round(len(committed) / seconds, 1),
-        skipped=len(set(committed) - set(seen_ids)),
-        duplicated=len(seen_ids) - len(set(seen_ids)),
+        skipped=len(set(committed) - set(seen_ids)) if with_reader else -1,
+        duplicated=len(seen_ids) - len(set(seen_ids)) if with_reader else -1,
     )
 
 
@@ -293,6 +299,16 @@ def main() -> None:
                     f"{r.events_per_second:>8.1f} events/s  skipped {r.skipped}, duplicated {r.duplicated}",
                     flush=True,
                 )
+    # The plain single-writer append rate: one writer, one event per commit, nobody reading.
+    single: dict[str, list[float]] = {system: [] for system in systems}
+    for repetition in range(options.repeat):
+        for system in systems if repetition % 2 == 0 else systems[::-1]:
+            r = run(system, options.url, 1, options.seconds, with_reader=False)
+            runs.append(r)
+            single[system].append(r.events_per_second)
+            print(
+                f"  single writer, no reader: {system:<14} {r.events_per_second:>8.1f} events/s", flush=True
+            )
     latency = chronik_latency(options.url, options.latency_samples)
 
     def median(system: str, writers: int) -> float:
@@ -336,6 +352,13 @@ def main() -> None:
             f"chronik {bad['chronik'][0]}/{bad['chronik'][1]}, "
             f"eventsourcing {bad['eventsourcing'][0]}/{bad['eventsourcing'][1]}"
         )
+    single_ours = statistics.median(single["chronik"])
+    single_theirs = statistics.median(single["eventsourcing"])
+    single_ratio = round(single_ours / single_theirs, 2) if single_theirs else float("inf")
+    print(
+        f"\nsingle writer, 1 event per commit, no reader: chronik {single_ours:.1f} events/s, "
+        f"eventsourcing {single_theirs:.1f} events/s, ratio {single_ratio:.2f}"
+    )
     print(
         f"\nchronik commit-to-delivery latency ({latency['samples']} appends, 10 ms apart): "
         f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms"
@@ -349,6 +372,11 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
                 "postgres": _server_version(options.url),
                 "summary": summary,
+                "single_writer_no_reader": {
+                    "chronik_events_per_second_median": single_ours,
+                    "eventsourcing_events_per_second_median": single_theirs,
+                    "ratio": single_ratio,
+                },
                 "latency_ms": latency,
                 "runs": [asdict(r) for r in runs],
             },
