@@ -175,7 +175,7 @@ class PostgresUnitOfWork(UnitOfWork):
         if self._base_position is None:
             micros = _micros(self.store.clock())
             cursor.execute(
-                f"BEGIN; {q.SQL_FIX_POSITION}{'; ' + then if then else ''}",
+                f"BEGIN; {q.EXECUTE_FIX}{'; ' + then if then else ''}",
                 (self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
             )
             cursor.nextset()  # past BEGIN
@@ -202,7 +202,7 @@ class PostgresUnitOfWork(UnitOfWork):
             )
         first_id = batch[0].event_id if batch else None
         row = self._fix_position(
-            f"{q.SQL_LOCK_STREAM}; {q.SQL_STREAM_TIP}", (stream, self.store.clock_lock_key, first_id, stream)
+            q.EXECUTE_LOCK_AND_TIP, (stream, self.store.clock_lock_key, first_id, stream)
         )
         assert row is not None
         actual: int | None = row[0]
@@ -261,10 +261,14 @@ class PostgresUnitOfWork(UnitOfWork):
         last_version = first_version + len(rows)
         statements = []
         params: list[Any] = []
-        for chunk in range(0, len(rows), q.INSERT_CHUNK):
-            part = rows[chunk : chunk + q.INSERT_CHUNK]
-            statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
-            params.extend(value for row_values in part for value in row_values)
+        if len(rows) == 1:
+            statements.append(q.EXECUTE_INSERT_ONE)
+            params.extend(rows[0])
+        else:
+            for chunk in range(0, len(rows), q.INSERT_CHUNK):
+                part = rows[chunk : chunk + q.INSERT_CHUNK]
+                statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
+                params.extend(value for row_values in part for value in row_values)
         if self.commit_with_append:
             statements.append(self.store.commit_and_notify)
         try:
@@ -391,6 +395,7 @@ class PostgresStore(EventStore):
             timeout=pool_timeout,
             name=f"chronik-{schema}",
             num_workers=1,
+            configure=self._prepare_statements,
             open=True,
         )
 
@@ -421,6 +426,11 @@ class PostgresStore(EventStore):
         )
 
     # -- connections and errors -------------------------------------------------------------------
+
+    @staticmethod
+    def _prepare_statements(connection: psycopg.Connection[Any]) -> None:
+        for statement in q.PREPARE_STATEMENTS:
+            connection.execute(statement)
 
     @contextlib.contextmanager
     def _unavailable_as_error(self, what: str) -> Iterator[None]:

@@ -218,3 +218,27 @@ SQL_LOAD_SNAPSHOT: Final = (
 )
 SQL_DELETE_ALL_SNAPSHOTS: Final = "DELETE FROM snapshots"
 SQL_DELETE_SNAPSHOTS: Final = "DELETE FROM snapshots WHERE stream_name = %s"
+
+# -- prepared once per connection ---------------------------------------------------------------
+
+
+# The pool prepares these on every new connection, so the server parses and plans them once; the
+# one-message append (client-bound parameters, several statements) then only names them.
+def _numbered(statement: str) -> str:
+    """The statement with its `%s` placeholders as `$1, $2, ...`, as PREPARE wants them."""
+    parts = statement.split("%s")
+    return "".join(
+        part + (f"${number}" if number < len(parts) else "") for number, part in enumerate(parts, 1)
+    )
+
+
+PREPARE_STATEMENTS: Final = (
+    f"PREPARE chronik_fix(bigint, bigint, bigint) AS {_numbered(SQL_FIX_POSITION)}",
+    f"PREPARE chronik_lock(text, bigint) AS {_numbered(SQL_LOCK_STREAM)}",
+    f"PREPARE chronik_tip(uuid, text) AS {_numbered(SQL_STREAM_TIP)}",
+    "PREPARE chronik_insert_one(bigint, uuid, text, bigint, text, text, integer, json, json, "
+    f"timestamptz, timestamptz, text) AS {_numbered(SQL_INSERT_EVENTS + SQL_EVENT_ROW)}",
+)
+EXECUTE_FIX: Final = "EXECUTE chronik_fix(%s, %s, %s)"
+EXECUTE_LOCK_AND_TIP: Final = "EXECUTE chronik_lock(%s, %s); EXECUTE chronik_tip(%s, %s)"
+EXECUTE_INSERT_ONE: Final = "EXECUTE chronik_insert_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
