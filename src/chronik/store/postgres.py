@@ -11,7 +11,7 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   `wait_for_events`) only return positions below a barrier: the id of the oldest transaction still
   writing to this schema (or, if none, the next id to be handed out). Every writer below it has
   finished, and every writer that can still commit has a higher id, so nothing can ever appear
-  below what a reader has seen (the proof is beside `SQL_SET_READ_BARRIER`). No lock is shared by all
+  below what a reader has seen (the proof is beside `SQL_READ_BARRIER`). No lock is shared by all
   writers until commit; only writers of the same stream take turns (an advisory lock per stream;
   the unique index on stream and version stays the last word).
   Positions are not contiguous. A transaction writes at most 2**20 events. The price: while a
@@ -100,6 +100,7 @@ DEFAULT_SCHEMA: Final = "chronik"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
+READ_BARRIER_REFRESH: Final = 0.05  # seconds: the least time between two looks at the lock table
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
@@ -373,6 +374,8 @@ class PostgresStore(EventStore):
         self.writer_lock_key = _lock_key("writers", schema)
         unsigned = self.writer_lock_key & 0xFFFFFFFFFFFFFFFF
         self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
+        self._writers_barrier = 0  # the last writers' barrier computed; safe for every later read
+        self._writers_barrier_at = -READ_BARRIER_REFRESH
         # The channel is made of checked characters only, so it can stand in the text as it is.
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
@@ -450,9 +453,7 @@ class PostgresStore(EventStore):
             with contextlib.suppress(Exception):
                 self._pool.check()
 
-    def _rows(
-        self, statement: str, params: Sequence[Any] = (), *, client_side: bool = False
-    ) -> list[tuple[Any, ...]]:
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read. A read changes nothing, so one that lost its connection is tried once more
         on a fresh one (after a server restart every idle connection of the pool is dead); writes
         are never retried here: their outcome may be unknown, the caller decides."""
@@ -460,23 +461,11 @@ class PostgresStore(EventStore):
             raise ChronikError(f"{self!r} is closed")
         try:
             with self._pool.connection() as connection:
-                return self._fetch_last(connection, statement, params, client_side)
+                return connection.execute(statement, params).fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self._check_pool()
         with self._unavailable_as_error("read"), self._pool.connection() as connection:
-            return self._fetch_last(connection, statement, params, client_side)
-
-    @staticmethod
-    def _fetch_last(
-        connection: psycopg.Connection[Any], statement: str, params: Sequence[Any], client_side: bool
-    ) -> list[tuple[Any, ...]]:
-        if not client_side:
             return connection.execute(statement, params).fetchall()
-        cursor = psycopg.ClientCursor(connection)  # several statements in one message
-        cursor.execute(statement, params)
-        while cursor.nextset():
-            pass
-        return cursor.fetchall()
 
     def _migrate(self) -> None:
         try:
@@ -617,17 +606,32 @@ class PostgresStore(EventStore):
             params.append(max(0, limit))
         if self.unsafe_no_read_barrier:
             return [_to_recorded(row) for row in self._rows(statement, params)]
-        return [_to_recorded(row) for row in self._rows_below_barrier(statement, params)]
+        rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
+        if not rows and self._refresh_writers_barrier():
+            rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
+        return [_to_recorded(row) for row in rows]
 
     def head_position(self) -> int:
         if self.unsafe_no_read_barrier:
             return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
-        return int(self._rows_below_barrier(q.SQL_HEAD_POSITION)[0][0])
+        head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
+        if self._refresh_writers_barrier():
+            head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
+        return head
 
-    def _rows_below_barrier(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Fix the read barrier, then read, in one message: two statements, two snapshots, in order."""
-        both = f"{q.SQL_SET_READ_BARRIER}; {statement}"
-        return self._rows(both, (*self._barrier_params, *params), client_side=True)
+    def _refresh_writers_barrier(self) -> bool:
+        """Recompute the writers' barrier (see SQL_READ_BARRIER) in its own statement, unless that
+        was done less than READ_BARRIER_REFRESH seconds ago; True if it rose."""
+        now = time.monotonic()
+        if now - self._writers_barrier_at < READ_BARRIER_REFRESH:
+            return False
+        self._writers_barrier_at = now
+        value = int(self._rows(q.SQL_WRITERS_BARRIER, self._barrier_params)[0][0])
+        with self._listener_lock:
+            if value <= self._writers_barrier:
+                return False
+            self._writers_barrier = value
+            return True
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """Woken by NOTIFY at each append's commit; then re-reads the barrier until it has passed.

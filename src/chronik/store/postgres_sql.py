@@ -66,7 +66,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         #
         # First, though, it registers the transaction as a writer of this schema (a shared lock
         # held until the transaction ends, taken before the transaction has an id): the read
-        # barrier (SQL_SET_READ_BARRIER) waits for registered transactions only.
+        # barrier (SQL_WRITERS_BARRIER) waits for registered transactions only.
         """CREATE FUNCTION fix_position(writer_key bigint, lock_key bigint, clock_micros bigint,
                                         OUT transaction_id bigint, OUT recorded_micros bigint)
         LANGUAGE plpgsql AS $$
@@ -150,27 +150,30 @@ EVENT_COLUMNS: Final = (
 )
 
 # Guarantee: gap-free tailing. A transaction's events have positions in [id << 20, (id + 1) << 20).
-# A reader only returns positions below (B << 20), where B is computed by SQL_SET_READ_BARRIER in
-# its own statement *before* the reading statement (which takes a later snapshot):
+# A reader only returns positions below (B << 20) for a barrier B that is safe: every transaction
+# with an id below B that will ever commit events has committed before the reading statement's
+# snapshot. Then nothing can appear below what a reader has seen, and a reader that continues
+# after the last position it saw never skips an event. Two safe barriers, the read uses the larger:
 #
-#   B = the lowest id among this schema's registered writers (see fix_position) still running at
-#       B's snapshot, or that snapshot's xmax (every id handed out later is >= xmax) if none is.
+# 1. The global one, pg_snapshot_xmin(pg_current_snapshot()) of the reading statement itself: every
+#    transaction below it has finished, every transaction that can still commit has an id >= it.
+#    Free, but one long transaction anywhere on the server (any database, any program) holds it.
 #
-# Why nothing can appear below B later: take a writer T with id X < B. X < xmax, so T had its id
-# when B's snapshot was taken, and it had registered before getting it. If T was still running
-# when the statement then looked at the lock table, X is among the ids B is the least of, so
-# B <= X: a contradiction. So T had ended by then: committed (before the read's later snapshot,
-# so its events are read) or rolled back (no events). Hence a reader that continues after the
-# last position it saw never skips an event, and B only rises.
-#
-# Transactions that are not writers of this schema (other programs, other databases, other
-# schemas) do not hold the barrier back: only the global oldest transaction (pg_snapshot_xmin)
-# would have been simpler, but one long transaction anywhere on the server would stall every
-# reader. A registered writer that runs long still holds readers at its position: keep units of
-# work short. The cost: the statement reads the lock table, pg_locks (~0.1-0.3 ms), which every
-# role may read (no statistics privileges needed, unlike pg_stat_activity's details).
-# Parameters: the writer lock's key split as pg_locks shows it (classid, objid).
-SQL_SET_READ_BARRIER: Final = (
+# 2. The writers' barrier, SQL_WRITERS_BARRIER, computed in its own, earlier statement:
+#      W = the lowest id among this schema's registered writers (see fix_position) still running at
+#          W's snapshot, or that snapshot's xmax (every id handed out later is >= xmax) if none is.
+#    Why it is safe: take a writer T with id X < W. X < xmax, so T had its id when W's snapshot was
+#    taken, and it had registered before getting it. If T was still running when the statement
+#    then looked at the lock table, X is among the ids W is the least of, so W <= X: a
+#    contradiction. So T had ended by then: committed (before any later read's snapshot, so its
+#    events are read) or rolled back (no events). W only rises, and stays safe for every later
+#    read, so the store keeps the last value it computed and refreshes it only when a read finds
+#    nothing new (at most every READ_BARRIER_REFRESH seconds): it costs a look at the lock table
+#    (~0.5 ms of server time), too much for every read.
+#    Transactions that are not writers of this schema do not hold W back; a registered writer that
+#    runs long does: keep units of work short. pg_locks is readable by every role.
+#    Parameters: the writer lock's key split as pg_locks shows it (classid, objid).
+SQL_WRITERS_BARRIER: Final = (
     "WITH locks AS MATERIALIZED (SELECT * FROM pg_locks WHERE granted), "  # one look at the lock table
     "writers AS (SELECT pid FROM locks WHERE locktype = 'advisory' AND objsubid = 1 "
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
@@ -179,13 +182,14 @@ SQL_SET_READ_BARRIER: Final = (
     # table shows 32-bit ids; the snapshot's running list has the full 64-bit ones.
     "writer_ids AS (SELECT transactionid::text::bigint AS id32 FROM locks "
     " WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND pid IN (SELECT pid FROM writers)) "
-    "SELECT set_config('chronik.read_barrier', least("
+    "SELECT least("
     " pg_snapshot_xmax(s.snap)::text::bigint, "
     " (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x "
     "  WHERE mod(x::text::bigint, 4294967296) IN (SELECT id32 FROM writer_ids))"
-    ")::text, false) FROM (SELECT pg_current_snapshot() AS snap) AS s"
+    ") FROM (SELECT pg_current_snapshot() AS snap) AS s"
 )
-SQL_READ_BARRIER: Final = "(current_setting('chronik.read_barrier')::bigint << 20)"
+# Parameter: the last writers' barrier this store computed (0 before the first).
+SQL_READ_BARRIER: Final = "(greatest(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, %s) << 20)"
 SQL_HEAD_POSITION: Final = (
     f"SELECT coalesce(max(global_position), 0) FROM events WHERE global_position < {SQL_READ_BARRIER}"
 )
