@@ -8,15 +8,16 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   event stores). The usual cure, one table lock per append, puts every writer in one queue.
   Instead, a transaction's events get the positions
   `(transaction id << 20) + 0, 1, 2, ...`. Readers (`read_all`, `head_position`,
-  `wait_for_events`) only return positions below a barrier: the id of the oldest transaction still
-  writing to this schema (or, if none, the next id to be handed out). Every writer below it has
-  finished, and every writer that can still commit has a higher id, so nothing can ever appear
-  below what a reader has seen (the proof is beside `SQL_READ_BARRIER`). No lock is shared by all
-  writers until commit; only writers of the same stream take turns (an advisory lock per stream;
-  the unique index on stream and version stays the last word).
-  Positions are not contiguous. A transaction writes at most 2**20 events. The price: while a
-  unit of work on this schema runs, readers stop at its position; keep units of work short.
-  Other programs' transactions on the same server do not hold readers back.
+  `wait_for_events`) only return positions below a barrier below which every writer has finished
+  and above which every writer that can still commit lies, so nothing can ever appear below what a
+  reader has seen (the proof is beside `SQL_READ_BARRIER`). The barrier is the larger of the
+  oldest transaction running on the server (free to read) and the oldest transaction still
+  writing to this schema (a look at the lock table, refreshed at most every 50 ms when a read
+  finds nothing new). No lock is shared by all writers until commit; only writers of the same
+  stream take turns (an advisory lock per stream; the unique index on stream and version stays the
+  last word). Positions are not contiguous. A transaction writes at most 2**20 events. The price:
+  while a unit of work on this schema runs, readers stop at its position; keep units of work short.
+  Other programs' transactions on the same server hold readers back for 50 ms at most.
 * **recorded_at never decreases along the global order, exactly.** It is fixed once per
   transaction, together with the transaction id, by `fix_position()`: the writer's clock reading
   clamped to a high-water mark, under an advisory lock held for that one call (not until commit).
