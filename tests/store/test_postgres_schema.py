@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from chronik import InvalidInput, ManualClock, NewEvent, open_store
+from chronik import NO_STREAM, InvalidInput, ManualClock, NewEvent, WrongExpectedVersion, open_store
 from chronik.errors import SchemaTooNew, UnsupportedStoreURL
 from chronik.store import postgres_sql
 from chronik.store.postgres import PostgresStore
@@ -147,3 +147,16 @@ def test_recorded_at_never_decreases_across_writers_with_disagreeing_clocks(pg_u
     finally:
         ahead.close()
         behind.close()
+
+
+def test_prepared_statements_survive_a_rollback(store: PostgresStore) -> None:
+    """psycopg's own statement cache answers a ROLLBACK with DEALLOCATE ALL; the store's prepared
+    append statements must outlive it."""
+    store.append("s-1", NewEvent(type="A", data={}))
+    for round_number in range(10):
+        for _ in range(6):  # often enough for psycopg to prepare the query, if it were allowed to
+            store.stream_version("s-1")
+        with pytest.raises(WrongExpectedVersion), store.transaction() as uow:
+            uow.append("s-1", NewEvent(type="A", data={}), NO_STREAM)
+        store.append("s-1", NewEvent(type="A", data={}))
+        assert store.stream_version("s-1") == round_number + 1

@@ -78,6 +78,10 @@ def test_other_programs_transactions_do_not_hold_readers_back(
             result = store.append("s-1", NewEvent(type="A", data={}))
             assert [e.global_position for e in store.read_all()] == list(result.global_positions)
             assert store.head_position() == result.global_positions[0]
+            # Read-your-writes at once, not only after the next periodic look at the lock table.
+            again = store.append("s-1", NewEvent(type="B", data={}))
+            assert [e.type for e in store.read_all()] == ["A", "B"]
+            assert store.head_position() == again.global_positions[0]
             foreign.execute("ROLLBACK")
     finally:
         elsewhere.close()

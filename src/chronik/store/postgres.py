@@ -102,6 +102,9 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 READ_BARRIER_REFRESH: Final = 0.05  # seconds: the least time between two looks at the lock table
+# The latest position each (server, schema) had committed by this process: see `_note_committed`.
+_COMMITTED: dict[tuple[str, str], int] = {}
+_COMMITTED_LOCK = threading.Lock()
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
@@ -162,6 +165,11 @@ class PostgresUnitOfWork(UnitOfWork):
     def connection(self) -> psycopg.Connection[Any]:
         self._fix_position()
         return self._connection
+
+    @property
+    def last_position(self) -> int:
+        """The position of the last event this unit of work wrote (only meaningful if it wrote)."""
+        return (self._base_position or 0) + self._next_index - 1
 
     @property
     def started(self) -> bool:
@@ -376,6 +384,7 @@ class PostgresStore(EventStore):
         unsigned = self.writer_lock_key & 0xFFFFFFFFFFFFFFFF
         self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
         self._writers_barrier = 0  # the last writers' barrier computed; safe for every later read
+        self._committed_key = (conninfo, schema)
         self._writers_barrier_at = -READ_BARRIER_REFRESH
         # The channel is made of checked characters only, so it can stand in the text as it is.
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
@@ -383,6 +392,9 @@ class PostgresStore(EventStore):
             "autocommit": True,
             "options": f"-c search_path={schema} -c TimeZone=UTC",
             "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
+            # No automatic preparing by psycopg: after any ROLLBACK it would send DEALLOCATE ALL,
+            # which drops the statements this store prepares itself (`_prepare_statements`).
+            "prepare_threshold": None,
         }
         # Test-only: read without the visibility barrier, to show what it prevents. Never in production.
         self.unsafe_no_read_barrier = False
@@ -523,6 +535,19 @@ class PostgresStore(EventStore):
                     uow.commit()
         finally:
             self._local.active = False
+        if uow.appended:
+            self._note_committed(uow.last_position)
+
+    def _note_committed(self, position: int) -> None:
+        """Remember this process's latest committed position in this schema: a read that has not
+        reached it yet refreshes the writers' barrier at once (read-your-writes, also across the
+        process's stores of one schema)."""
+        with _COMMITTED_LOCK:
+            if position > _COMMITTED.get(self._committed_key, 0):
+                _COMMITTED[self._committed_key] = position
+
+    def _own_committed(self) -> int:
+        return _COMMITTED.get(self._committed_key, 0)
 
     def append(
         self,
@@ -608,7 +633,11 @@ class PostgresStore(EventStore):
         if self.unsafe_no_read_barrier:
             return [_to_recorded(row) for row in self._rows(statement, params)]
         rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
-        if not rows and self._refresh_writers_barrier():
+        # Not yet up to what this process itself committed: look again at once, not in 50 ms.
+        wanted = self._own_committed() if to_position is None else min(self._own_committed(), to_position)
+        reached = rows[-1][0] if rows else from_position - 1
+        behind_own = reached < wanted and (limit is None or len(rows) < limit)
+        if (behind_own or not rows) and self._refresh_writers_barrier(force=behind_own):
             rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
         return [_to_recorded(row) for row in rows]
 
@@ -616,15 +645,15 @@ class PostgresStore(EventStore):
         if self.unsafe_no_read_barrier:
             return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
         head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
-        if self._refresh_writers_barrier():
+        if self._refresh_writers_barrier(force=head < self._own_committed()):
             head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
         return head
 
-    def _refresh_writers_barrier(self) -> bool:
+    def _refresh_writers_barrier(self, *, force: bool = False) -> bool:
         """Recompute the writers' barrier (see SQL_READ_BARRIER) in its own statement, unless that
-        was done less than READ_BARRIER_REFRESH seconds ago; True if it rose."""
+        was done less than READ_BARRIER_REFRESH seconds ago (and not `force`); True if it rose."""
         now = time.monotonic()
-        if now - self._writers_barrier_at < READ_BARRIER_REFRESH:
+        if not force and now - self._writers_barrier_at < READ_BARRIER_REFRESH:
             return False
         self._writers_barrier_at = now
         value = int(self._rows(q.SQL_WRITERS_BARRIER, self._barrier_params)[0][0])
