@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -52,6 +53,8 @@ EventPayload = tuple[int, str, int, str]
 
 AppendHook = Callable[["UnitOfWork", Sequence[RecordedEvent]], None]
 """Called inside the unit of work after each append, with the events just written (see `add_append_hook`)."""
+
+WAIT_POLL_INTERVAL = 0.005  # seconds between looks at the head in the default `wait_for_events`
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -395,6 +398,22 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def head_position(self) -> int:
         """The highest global position that is safe to read (0 for an empty log)."""
+
+    def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """Block until the readable head passes `after_position` (True) or `timeout` seconds pass (False).
+
+        A tailing reader calls it between `read_all` calls instead of sleeping. This default polls
+        `head_position` every few milliseconds; a backend that can push (PostgreSQL's
+        LISTEN/NOTIFY) overrides it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(WAIT_POLL_INTERVAL, remaining))
 
     @abc.abstractmethod
     def stream_version(self, stream: str) -> int | None:

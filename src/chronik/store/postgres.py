@@ -1,0 +1,731 @@
+"""`postgresql://`: the store for many processes on many machines, on a PostgreSQL server.
+
+The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives. In short:
+
+* **Global order without gaps, writers in parallel.** A sequence number taken at insert becomes
+  visible at commit, in another order, so a reader tailing by position can pass a number whose
+  transaction commits a moment later and never see that event (the "skipped event" bug of many SQL
+  event stores). The usual cure, one table lock per append, puts every writer in one queue.
+  Instead, a transaction's events get the positions
+  `(transaction id << 20) + 0, 1, 2, ...`. Readers (`read_all`, `head_position`,
+  `wait_for_events`) only return positions below a barrier below which every writer has finished
+  and above which every writer that can still commit lies, so nothing can ever appear below what a
+  reader has seen (the proof is beside `SQL_READ_BARRIER`). The barrier is the larger of the
+  oldest transaction running on the server (free to read) and the oldest transaction still
+  writing to this schema (a look at the lock table, refreshed at most every 50 ms when a read
+  finds nothing new). No lock is shared by all writers until commit; only writers of the same
+  stream take turns (an advisory lock per stream; the unique index on stream and version stays the
+  last word). Positions are not contiguous. A transaction writes at most 2**20 events. The price:
+  while a unit of work on this schema runs, readers stop at its position; keep units of work short.
+  Other programs' transactions on the same server hold readers back for 50 ms at most.
+* **recorded_at never decreases along the global order, exactly.** It is fixed once per
+  transaction, together with the transaction id, by `fix_position()`: the writer's clock reading
+  clamped to a high-water mark, under an advisory lock held for that one call (not until commit).
+  All events of a transaction share that time. The clock is read just before the call, so a time
+  may be raised to a concurrent writer's reading (by the time the two calls were apart, typically
+  microseconds); it is never lowered and never out of order. It is the time the transaction took
+  its place in the order, not its commit time: a long unit of work commits later than it says.
+  The lock for that call is the one thing all writers of a schema share, for microseconds each.
+* **Reading a stream is not held back.** `read_stream`, `stream_version`, `list_streams` and
+  `read_correlated` show every committed event, also ones above the read barrier (a writer needs
+  its own last write to decide the next). Only the global readers wait for the barrier: do not
+  resume `read_all` from a position learned elsewhere.
+* **Live delivery.** Right after an append's COMMIT, in the same message, a NOTIFY follows in its
+  own tiny transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
+  LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If the connection
+  dies between the two, waiting readers find the events at their next periodic look (at most a
+  second later).
+* **Connection loss** (server restart, a killed backend, a pool that cannot connect) raises a
+  retryable `StoreUnavailable`, and the pool's idle connections are checked so the next call gets a
+  working one. A read that met a dead pooled connection is tried once more by itself (it changes
+  nothing); a write never is, because its outcome may be unknown: the caller re-sends it with the
+  same event ids, and the store acknowledges it without writing it twice.
+* **Schemas.** `?schema=NAME` (default `chronik`) is the search_path; the schema and its tables are
+  created and migrated on open, once even when several processes open it at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from chronik.clock import Clock
+from chronik.errors import (
+    ChronikError,
+    InvalidInput,
+    SchemaTooNew,
+    StoreUnavailable,
+    StreamNotFound,
+    UnsupportedStoreURL,
+    WrongExpectedVersion,
+)
+from chronik.events.chain import GENESIS, event_hash
+from chronik.events.envelope import (
+    ANY,
+    DEFAULT_MAX_EVENT_BYTES,
+    STREAM_EXISTS,
+    EncodedEvent,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    category_of,
+    check_stream_name,
+    format_timestamp,
+)
+from chronik.store import postgres_sql as q
+from chronik.store.contract import (
+    AppendResult,
+    EventStore,
+    ExistingEvent,
+    Snapshot,
+    StreamInfo,
+    UnitOfWork,
+    check_expectation,
+    resolve_retry,
+)
+
+DEFAULT_SCHEMA: Final = "chronik"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+READ_BARRIER_REFRESH: Final = 0.05  # seconds: the least time between two looks at the lock table
+# Errors after which the connection (or the server) is gone or the transaction was cancelled:
+# trying again later can succeed.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+def _lock_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory lock key for one purpose in one schema."""
+    digest = hashlib.blake2b(f"chronik:{purpose}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ChronikError(f"the store's clock returned a naive datetime {moment!r}; it must be aware")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _to_recorded(row: tuple[Any, ...]) -> RecordedEvent:
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=row[1],
+        stream=row[2],
+        stream_version=row[3],
+        type=row[4],
+        schema_version=row[5],
+        json_data=row[6],
+        json_metadata=row[7],
+        recorded_at=row[8],
+        occurred_at=row[9],
+    )
+
+
+class PostgresUnitOfWork(UnitOfWork):
+    """One PostgreSQL transaction on one pooled connection.
+
+    `connection` is the psycopg connection inside the transaction, for projections that write
+    their own tables so that their rows commit with the events and the checkpoint. Asking for it
+    fixes the transaction's place in the global order first (see `fix_position()`), because the
+    transaction's first write must be that call.
+    """
+
+    store: PostgresStore
+
+    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
+        super().__init__(store)
+        self._connection = connection
+        # Parameters bound on the client: several statements then travel in one message and one
+        # round trip (the server's extended protocol allows one statement per message).
+        self._cursor = psycopg.ClientCursor(connection)
+        self._base_position: int | None = None  # transaction id << 20, once fixed
+        self._recorded_at = _EPOCH
+        self._next_index = 0  # index within the transaction of the next event
+        self.appended = False
+        self.commit_with_append = False  # `store.append`: COMMIT travels with the insert
+        self.committed = False
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        self._fix_position()
+        return self._connection
+
+    @property
+    def started(self) -> bool:
+        """True once the transaction has begun (at its first write)."""
+        return self._base_position is not None
+
+    def _fix_position(self, then: str = "", params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Begin the transaction with `fix_position()`; run the statements `then` in the same round trip.
+
+        Returns the first row of the last statement of `then` (None without `then`).
+        """
+        cursor = self._cursor
+        if self._base_position is None:
+            micros = _micros(self.store.clock())
+            cursor.execute(
+                f"BEGIN; {q.EXECUTE_FIX}{'; ' + then if then else ''}",
+                (self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
+            )
+            cursor.nextset()  # past BEGIN
+            fixed = cursor.fetchone()
+            assert fixed is not None
+            transaction_id, recorded_micros = fixed
+            self._base_position = transaction_id << q.POSITION_SHIFT
+            self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
+        elif then:
+            cursor.execute(then, params)
+        else:
+            return None
+        while cursor.nextset():
+            pass
+        return cursor.fetchone()
+
+    def _append_encoded(
+        self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        if self._next_index + len(batch) > q.MAX_EVENTS_PER_TRANSACTION:
+            raise InvalidInput(
+                f"a unit of work can write at most {q.MAX_EVENTS_PER_TRANSACTION} events on PostgreSQL; "
+                f"this one has {self._next_index} and the append adds {len(batch)}"
+            )
+        first_id = batch[0].event_id if batch else None
+        row = self._fix_position(
+            q.EXECUTE_LOCK_AND_TIP, (stream, self.store.clock_lock_key, first_id, stream)
+        )
+        assert row is not None
+        actual: int | None = row[0]
+        first_is_recorded = bool(row[2])
+        if not batch:
+            if not check_expectation(stream, expected, actual):
+                raise WrongExpectedVersion(stream, expected, actual)
+            return AppendResult(stream, actual, ())
+        if not check_expectation(stream, expected, actual) or (
+            expected in (ANY, STREAM_EXISTS) and first_is_recorded
+        ):
+            retry = resolve_retry(stream, batch, expected, self._find_events(batch))
+            if retry is not None:
+                return retry
+            raise WrongExpectedVersion(stream, expected, actual)
+
+        assert self._base_position is not None
+        recorded_at = self._recorded_at
+        recorded_text = format_timestamp(recorded_at)
+        first_version = -1 if actual is None else actual
+        category = category_of(stream)
+        previous_hash = GENESIS if actual is None else row[1]
+        start = self._base_position + self._next_index
+        rows = []
+        for index, event in enumerate(batch):
+            version = first_version + 1 + index
+            occurred_at = recorded_at if event.occurred_at is None else event.occurred_at
+            previous_hash = event_hash(
+                previous_hash,
+                str(event.event_id),
+                stream,
+                version,
+                event.type,
+                event.schema_version,
+                recorded_text,
+                format_timestamp(occurred_at),
+                event.json_metadata,
+                event.json_data,
+            )
+            rows.append(
+                (
+                    start + index,
+                    event.event_id,
+                    stream,
+                    version,
+                    category,
+                    event.type,
+                    event.schema_version,
+                    event.json_data,
+                    event.json_metadata,
+                    recorded_at,
+                    occurred_at,
+                    previous_hash,
+                )
+            )
+        last_version = first_version + len(rows)
+        statements = []
+        params: list[Any] = []
+        if len(rows) == 1:
+            statements.append(q.EXECUTE_INSERT_ONE)
+            params.extend(rows[0])
+        else:
+            for chunk in range(0, len(rows), q.INSERT_CHUNK):
+                part = rows[chunk : chunk + q.INSERT_CHUNK]
+                statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
+                params.extend(value for row_values in part for value in row_values)
+        if self.commit_with_append:
+            statements.append(self.store.commit_and_notify)
+        try:
+            self._cursor.execute("; ".join(statements), params)  # one round trip
+        except psycopg.errors.UniqueViolation as error:
+            # The stream is locked, so only an event id recorded elsewhere gets here. This
+            # transaction is aborted now: look on another connection (the clash is committed).
+            if error.diag.constraint_name == "events_event_id_uniq":
+                resolve_retry(stream, batch, expected, self.store.find_events([e.event_id for e in batch]))
+            raise
+        self._next_index += len(rows)
+        self.appended = True
+        self.committed = self.commit_with_append
+        return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
+
+    def commit(self) -> None:
+        self._cursor.execute(self.store.commit_and_notify if self.appended else "COMMIT")
+        self.committed = True
+
+    def _find_events(self, batch: Sequence[EncodedEvent]) -> list[ExistingEvent]:
+        """On this transaction's connection, so that its own earlier appends count."""
+        rows = self._connection.execute(q.SQL_FIND_EVENTS, ([e.event_id for e in batch],)).fetchall()
+        return [ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def _save_checkpoint(self, name: str, position: int) -> None:
+        self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
+
+
+class _Listener:
+    """A background LISTEN connection; `generation` rises with every notification or reconnect."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._changed = threading.Condition()
+        self.generation = 0
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"chronik-listen-{store.schema}", daemon=True)
+        self._thread.start()
+
+    def _bump(self) -> None:
+        with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._store.conninfo, **self._store.connect_kwargs) as connection:
+                    connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._store.channel)))
+                    self.listening.set()
+                    self._bump()  # anything committed while we were not listening: look again
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=0.25):
+                            self._bump()
+            except psycopg.Error:
+                self.listening.clear()
+                self._bump()
+                self._stop.wait(0.2)
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Wait until `generation` differs from `seen`; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.generation != seen, timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._bump()
+        self._thread.join(timeout=2)
+
+
+class PostgresStore(EventStore):
+    """`postgresql://user@host:port/db?schema=NAME`. Other query parameters go to libpq.
+
+    Pool options in the URL: `pool_min_size` (default 1), `pool_max_size` (default 8) and
+    `pool_timeout` (seconds to wait for a connection before `StoreUnavailable`, default 10).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        clock: Clock | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        pool_min_size: int = 1,
+        pool_max_size: int = 8,
+        pool_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(clock=clock, max_event_bytes=max_event_bytes)
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise UnsupportedStoreURL(conninfo, f"schema must match {_SCHEMA_NAME.pattern}, not {schema!r}")
+        self.conninfo = conninfo
+        self.schema = schema
+        parts = urlsplit(conninfo)
+        host = parts.hostname or ""
+        shown = f"{parts.username}@{host}" if parts.username else host
+        port = f":{parts.port}" if parts.port else ""
+        self.url = f"{parts.scheme}://{shown}{port}{parts.path}?schema={schema}"
+        self.channel = f"chronik_{schema}"[:63]
+        self.clock_lock_key = _lock_key("clock", schema)
+        self.writer_lock_key = _lock_key("writers", schema)
+        unsigned = self.writer_lock_key & 0xFFFFFFFFFFFFFFFF
+        self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
+        self._writers_barrier = 0  # the last writers' barrier computed; safe for every later read
+        self._writers_barrier_at = -READ_BARRIER_REFRESH
+        # The channel is made of checked characters only, so it can stand in the text as it is.
+        self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
+        self.connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "options": f"-c search_path={schema} -c TimeZone=UTC",
+            "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
+        }
+        # Test-only: read without the visibility barrier, to show what it prevents. Never in production.
+        self.unsafe_no_read_barrier = False
+        self._local = threading.local()
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            conninfo,
+            kwargs=self.connect_kwargs,
+            min_size=pool_min_size,
+            max_size=max(pool_max_size, pool_min_size, 2),  # a failed append looks up ids on a second one
+            timeout=pool_timeout,
+            name=f"chronik-{schema}",
+            num_workers=1,
+            configure=self._prepare_statements,
+            open=True,
+        )
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> PostgresStore:
+        parts = urlsplit(url)
+        ours = {"schema", "pool_min_size", "pool_max_size", "pool_timeout", "max_event_bytes"}
+        options = dict(parse_qsl(parts.query))
+        libpq = [(key, value) for key, value in parse_qsl(parts.query) if key not in ours]
+        scheme = "postgresql" if parts.scheme.lower() == "postgres" else parts.scheme
+        conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(libpq), ""))
+        try:
+            pool_min_size = int(options.get("pool_min_size", 1))
+            pool_max_size = int(options.get("pool_max_size", 8))
+            pool_timeout = float(options.get("pool_timeout", 10.0))
+        except ValueError:
+            raise UnsupportedStoreURL(url, "pool_min_size and pool_max_size are whole numbers, ...") from None
+        return cls(
+            conninfo,
+            schema=options.get("schema", DEFAULT_SCHEMA),
+            clock=clock,
+            max_event_bytes=max_event_bytes,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            pool_timeout=pool_timeout,
+        )
+
+    # -- connections and errors -------------------------------------------------------------------
+
+    @staticmethod
+    def _prepare_statements(connection: psycopg.Connection[Any]) -> None:
+        for statement in q.PREPARE_STATEMENTS:
+            connection.execute(statement)
+
+    @contextlib.contextmanager
+    def _unavailable_as_error(self, what: str) -> Iterator[None]:
+        """Turn a lost connection into `StoreUnavailable`, and weed out the pool's dead connections."""
+        try:
+            yield
+        except _UNAVAILABLE as error:
+            self._check_pool()
+            raise StoreUnavailable(
+                f"PostgreSQL {what} failed ({type(error).__name__}: {str(error).strip()}); "
+                "retry (an append can be re-sent with the same event ids)"
+            ) from error
+
+    def _check_pool(self) -> None:
+        """Replace the pool's idle connections that died with the one that just failed."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self._pool.check()
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read. A read changes nothing, so one that lost its connection is tried once more
+        on a fresh one (after a server restart every idle connection of the pool is dead); writes
+        are never retried here: their outcome may be unknown, the caller decides."""
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        try:
+            with self._pool.connection() as connection:
+                return connection.execute(statement, params).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._check_pool()
+        with self._unavailable_as_error("read"), self._pool.connection() as connection:
+            return connection.execute(statement, params).fetchall()
+
+    def _migrate(self) -> None:
+        try:
+            with (
+                psycopg.connect(self.conninfo, **self.connect_kwargs) as connection,
+                connection.transaction(),
+            ):
+                connection.execute(q.SQL_MIGRATION_LOCK, (_lock_key("migrate", self.schema),))
+                connection.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+                connection.execute(q.SQL_CREATE_MIGRATIONS_TABLE)
+                row = connection.execute(q.SQL_SCHEMA_VERSION).fetchone()
+                found = int(row[0]) if row else 0
+                if found > q.SCHEMA_VERSION:
+                    raise SchemaTooNew(found, q.SCHEMA_VERSION)
+                for version in range(found + 1, q.SCHEMA_VERSION + 1):
+                    for statement in q.MIGRATIONS[version]:
+                        connection.execute(statement)
+                    connection.execute(q.SQL_RECORD_MIGRATION, (version, self.clock()))
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(f"cannot open PostgreSQL store {self.url}: {error}") from error
+
+    def close(self) -> None:
+        self._closed = True
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self._pool.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PostgresUnitOfWork]:
+        if getattr(self._local, "active", False):
+            raise ChronikError("a unit of work is already open on this thread; units of work do not nest")
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        self._local.active = True
+        try:
+            with self._unavailable_as_error("transaction"), self._pool.connection() as connection:
+                # The transaction begins at the unit of work's first write (`_fix_position`).
+                uow = PostgresUnitOfWork(self, connection)
+                try:
+                    yield uow
+                    uow.ensure_not_aborted()
+                except BaseException:
+                    if uow.started and not connection.closed:
+                        with contextlib.suppress(psycopg.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+                if uow.started and not uow.committed:
+                    uow.commit()
+        finally:
+            self._local.active = False
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent] | NewEvent,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """One append, one transaction, two round trips: BEGIN with the stream lock, then the
+        insert with the COMMIT."""
+        with self.transaction() as uow:
+            uow.commit_with_append = True
+            return uow.append(stream, events, expected_version)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        recorded_until: datetime | None = None,
+        occurred_until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        check_stream_name(stream)
+        clauses = ["stream_name = %s"]
+        params: list[Any] = [stream]
+        low, high = (to_version, from_version) if backwards else (from_version, to_version)
+        if low is not None:
+            clauses.append("stream_version >= %s")
+            params.append(low)
+        if high is not None:
+            clauses.append("stream_version <= %s")
+            params.append(high)
+        if recorded_until is not None:
+            clauses.append("recorded_at <= %s")
+            params.append(recorded_until)
+        if occurred_until is not None:
+            clauses.append("occurred_at <= %s")
+            params.append(occurred_until)
+        statement = (
+            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY stream_version {'DESC' if backwards else 'ASC'}"
+        )
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(max(0, limit))
+        rows = self._rows(statement, params)
+        if not rows and self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0] is None:
+            raise StreamNotFound(stream)
+        return [_to_recorded(row) for row in rows]
+
+    def read_all(
+        self,
+        from_position: int = 0,
+        *,
+        to_position: int | None = None,
+        categories: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        clauses = ["global_position >= %s"]
+        params: list[Any] = [from_position]
+        if not self.unsafe_no_read_barrier:
+            clauses.append(f"global_position < {q.SQL_READ_BARRIER}")
+        if to_position is not None:
+            clauses.append("global_position <= %s")
+            params.append(to_position)
+        if categories:
+            clauses.append("category = ANY(%s)")
+            params.append(list(categories))
+        if event_types:
+            clauses.append("event_type = ANY(%s)")
+            params.append(list(event_types))
+        statement = (
+            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY global_position"
+        )
+        if limit is not None:
+            statement += " LIMIT %s"
+            params.append(max(0, limit))
+        if self.unsafe_no_read_barrier:
+            return [_to_recorded(row) for row in self._rows(statement, params)]
+        rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
+        if not rows and self._refresh_writers_barrier():
+            rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
+        return [_to_recorded(row) for row in rows]
+
+    def head_position(self) -> int:
+        if self.unsafe_no_read_barrier:
+            return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
+        head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
+        if self._refresh_writers_barrier():
+            head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
+        return head
+
+    def _refresh_writers_barrier(self) -> bool:
+        """Recompute the writers' barrier (see SQL_READ_BARRIER) in its own statement, unless that
+        was done less than READ_BARRIER_REFRESH seconds ago; True if it rose."""
+        now = time.monotonic()
+        if now - self._writers_barrier_at < READ_BARRIER_REFRESH:
+            return False
+        self._writers_barrier_at = now
+        value = int(self._rows(q.SQL_WRITERS_BARRIER, self._barrier_params)[0][0])
+        with self._listener_lock:
+            if value <= self._writers_barrier:
+                return False
+            self._writers_barrier = value
+            return True
+
+    def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """Woken by NOTIFY at each append's commit; then re-reads the barrier until it has passed.
+
+        A notification can arrive while an older transaction still holds the barrier back (it
+        will notify at its own commit) or a transaction that will not notify (a rollback, another
+        program) holds it: after a notification that did not suffice, poll with a growing pause.
+        """
+        deadline = time.monotonic() + timeout
+        listener = self._start_listener()
+        listener.listening.wait(max(0.0, min(timeout, 5.0)))
+        pause: float | None = None
+        while True:
+            seen = listener.generation
+            if self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if pause is None:
+                if listener.wait(seen, min(remaining, 1.0)):
+                    pause = 0.001
+            else:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.05)
+
+    def _start_listener(self) -> _Listener:
+        with self._listener_lock:
+            if self._closed:
+                raise ChronikError(f"{self!r} is closed")
+            if self._listener is None:
+                self._listener = _Listener(self)
+            return self._listener
+
+    def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
+        version = self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0]
+        return None if version is None else int(version)
+
+    def list_streams(self, *, prefix: str = "", limit: int = 100) -> list[StreamInfo]:
+        rows = self._rows(q.SQL_LIST_STREAMS, (prefix, prefix + "\U0010ffff", max(0, limit)))
+        return [StreamInfo(row[0], category_of(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+
+    def find_events(self, event_ids: Sequence[uuid.UUID]) -> list[ExistingEvent]:
+        rows = self._rows(q.SQL_FIND_EVENTS, (list(event_ids),))
+        found = {row[0]: ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows}
+        return [found[event_id] for event_id in event_ids if event_id in found]
+
+    def read_correlated(self, correlation_id: str) -> list[RecordedEvent]:
+        return [_to_recorded(row) for row in self._rows(q.SQL_READ_CORRELATED, (correlation_id,))]
+
+    # -- checkpoints and snapshots -------------------------------------------------------------
+
+    def load_checkpoint(self, name: str) -> int | None:
+        rows = self._rows(q.SQL_LOAD_CHECKPOINT, (name,))
+        return int(rows[0][0]) if rows else None
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        with self._unavailable_as_error("snapshot write"), self._pool.connection() as connection:
+            connection.execute(
+                q.SQL_SAVE_SNAPSHOT,
+                (
+                    snapshot.stream,
+                    snapshot.schema_version,
+                    snapshot.stream_version,
+                    snapshot.aggregate_type,
+                    snapshot.json_state,
+                    snapshot.recorded_at,
+                ),
+            )
+
+    def load_snapshot(
+        self, stream: str, *, schema_version: int, at_or_before: int | None = None
+    ) -> Snapshot | None:
+        rows = self._rows(
+            q.SQL_LOAD_SNAPSHOT, (stream, schema_version, at_or_before if at_or_before is not None else 2**62)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Snapshot(
+            stream=stream,
+            stream_version=row[0],
+            aggregate_type=row[1],
+            schema_version=schema_version,
+            json_state=row[2],
+            recorded_at=row[3],
+        )
+
+    def delete_snapshots(self, stream: str | None = None) -> int:
+        with self._unavailable_as_error("snapshot delete"), self._pool.connection() as connection:
+            if stream is None:
+                cursor = connection.execute(q.SQL_DELETE_ALL_SNAPSHOTS)
+            else:
+                cursor = connection.execute(q.SQL_DELETE_SNAPSHOTS, (stream,))
+            return cursor.rowcount
