@@ -30,6 +30,14 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   `read_correlated` show every committed event, also ones above the read barrier (a writer needs
   its own last write to decide the next). Only the global readers wait for the barrier: do not
   resume `read_all` from a position learned elsewhere.
+* **Append hooks** (`add_append_hook`, inline projections) run in the append's transaction
+  before it commits: with hooks, `append` sends its COMMIT after them instead of with the insert,
+  and the hook's events are read back through the transaction's own connection (they are not
+  committed, so no other connection can see them). A hook that needs order among concurrent
+  appends must lock something itself: positions are fixed before commit, not in commit order.
+* **Read your own writes.** After a unit of work of this store object committed events, its next
+  global read recomputes the writers' barrier at once (not up to 50 ms later), so it shows them
+  unless an older writer still runs.
 * **Live delivery.** Right after an append's COMMIT, in the same message, a NOTIFY follows in its
   own tiny transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
   LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If the connection
@@ -298,6 +306,14 @@ class PostgresUnitOfWork(UnitOfWork):
     def _save_checkpoint(self, name: str, position: int) -> None:
         self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
 
+    def _recorded_events(self, result: AppendResult) -> list[RecordedEvent]:
+        """Read back through this transaction's connection: the events are not committed yet, and
+        the store's own reads (other connections, below the read barrier) cannot see them."""
+        rows = self._connection.execute(
+            q.SQL_READ_OWN_APPEND, (result.global_positions[0], result.global_positions[-1])
+        ).fetchall()
+        return [_to_recorded(row) for row in rows]
+
 
 class _Listener:
     """A background LISTEN connection; `generation` rises with every notification or reconnect."""
@@ -377,10 +393,15 @@ class PostgresStore(EventStore):
         self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
         self._writers_barrier = 0  # the last writers' barrier computed; safe for every later read
         self._writers_barrier_at = -READ_BARRIER_REFRESH
+        self._own_commit_unseen = False  # see `_see_own_commits`
         # The channel is made of checked characters only, so it can stand in the text as it is.
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
             "autocommit": True,
+            # No automatic prepared statements from psycopg: once it has prepared one, a ROLLBACK or
+            # a DROP on the connection (a failed unit of work, a projection's rebuild) makes it send
+            # DEALLOCATE ALL, which would also drop the append's statements (PREPARE_STATEMENTS).
+            "prepare_threshold": None,
             "options": f"-c search_path={schema} -c TimeZone=UTC",
             "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
         }
@@ -490,6 +511,18 @@ class PostgresStore(EventStore):
         except _UNAVAILABLE as error:
             raise StoreUnavailable(f"cannot open PostgreSQL store {self.url}: {error}") from error
 
+    @contextlib.contextmanager
+    def pooled_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit, this schema on the search_path) for the layers above the
+        store that keep their own tables here (consumer groups, projections): they open their own
+        transactions on it (`connection.transaction()`). Never for appending events: that is what
+        `transaction()` is for (an append must begin with `fix_position()`). A lost connection
+        raises `StoreUnavailable`."""
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        with self._unavailable_as_error("connection"), self._pool.connection() as connection:
+            yield connection
+
     def close(self) -> None:
         self._closed = True
         with self._listener_lock:
@@ -521,6 +554,8 @@ class PostgresStore(EventStore):
                     raise
                 if uow.started and not uow.committed:
                     uow.commit()
+                if uow.appended:
+                    self._own_commit_unseen = True
         finally:
             self._local.active = False
 
@@ -531,9 +566,10 @@ class PostgresStore(EventStore):
         expected_version: ExpectedVersion = ANY,
     ) -> AppendResult:
         """One append, one transaction, two round trips: BEGIN with the stream lock, then the
-        insert with the COMMIT."""
+        insert with the COMMIT. With append hooks the COMMIT waits for them (a third round trip):
+        they run in the append's transaction, before it commits."""
         with self.transaction() as uow:
-            uow.commit_with_append = True
+            uow.commit_with_append = not self._append_hooks
             return uow.append(stream, events, expected_version)
 
     # -- reading ------------------------------------------------------------------------------
@@ -607,6 +643,7 @@ class PostgresStore(EventStore):
             params.append(max(0, limit))
         if self.unsafe_no_read_barrier:
             return [_to_recorded(row) for row in self._rows(statement, params)]
+        self._see_own_commits()
         rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
         if not rows and self._refresh_writers_barrier():
             rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
@@ -615,10 +652,21 @@ class PostgresStore(EventStore):
     def head_position(self) -> int:
         if self.unsafe_no_read_barrier:
             return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
+        self._see_own_commits()
         head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
         if self._refresh_writers_barrier():
             head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
         return head
+
+    def _see_own_commits(self) -> None:
+        """Read-your-writes for this store object: after one of its own appends committed, the next
+        global read recomputes the writers' barrier at once instead of waiting up to
+        READ_BARRIER_REFRESH (another program's transaction may hold the free, global barrier back).
+        The events then show unless an older writer still runs, as the barrier requires."""
+        if self._own_commit_unseen:
+            self._own_commit_unseen = False
+            self._writers_barrier_at = -READ_BARRIER_REFRESH
+            self._refresh_writers_barrier()
 
     def _refresh_writers_barrier(self) -> bool:
         """Recompute the writers' barrier (see SQL_READ_BARRIER) in its own statement, unless that
