@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from chronik.clock import ManualClock
@@ -213,12 +214,20 @@ def test_a_drifted_balance_projection_is_detected(store_factory: StoreFactory, b
     ]
     assert [a.account_id for a in queries.accounts(store, prefix="b")] == ["bob"]
     assert queries.check_ledger(store, projection=balances).ok and reconcile(balances).ok
-    if backend != "sqlite":
-        return
-    raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
-    with raw:  # someone "fixes" a balance by hand, behind the log's back
-        raw.execute("UPDATE bank_accounts__accounts__v1 SET balance_cents = 9000 WHERE account_id = 'bob'")
-    raw.close()
+    # Someone "fixes" a balance by hand, behind the log's back.
+    fix = "UPDATE bank_accounts__accounts__v1 SET balance_cents = 9000 WHERE account_id = 'bob'"
+    if backend == "sqlite":
+        raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        with raw:
+            raw.execute(fix)
+        raw.close()
+    else:
+        with psycopg.connect(
+            store.conninfo,  # type: ignore[attr-defined]
+            autocommit=True,
+            options=f"-c search_path={store.schema}",  # type: ignore[attr-defined]
+        ) as connection:
+            assert connection.execute(fix).rowcount == 1
     check = queries.check_ledger(store, projection=balances)
     assert not check.ok and check.balanced  # the log still balances; the read model drifted
     assert [(d.account_id, d.projected_cents, d.actual_cents) for d in check.drift] == [("bob", 9_000, 1_500)]

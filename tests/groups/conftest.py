@@ -1,8 +1,8 @@
 """Group tests run on every backend that has a coordinator.
 
-The store fixtures are parametrized over every backend in `tests/conftest.py`; a backend joins
-them before it has a `GroupCoordinator` (PostgreSQL: `chronik.groups.postgres`), so its group
-tests are skipped, with the reason, until that module exists.
+The store fixtures are parametrized over every backend in `tests/conftest.py`; a backend may join
+them before it has a `GroupCoordinator` (`chronik.groups.<backend>`), so its group tests are
+skipped, with the reason, until that module exists (memory, SQLite and PostgreSQL all have one).
 """
 
 from __future__ import annotations

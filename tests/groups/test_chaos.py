@@ -29,6 +29,7 @@ import pytest
 from chronik import AppendRequest, NewEvent, open_store
 from chronik.groups import coordinator_for
 from chronik.store import EventStore
+from tests.postgres_support import drop_schemas, new_schema_name, store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = 500
@@ -42,7 +43,14 @@ def chaos_urls() -> list[object]:
     params: list[object] = [pytest.param(lambda tmp: f"sqlite:///{tmp / 'chaos.db'}", id="sqlite")]
     postgres_url = os.environ.get("CHRONIK_TEST_POSTGRES_URL")
     if postgres_url and importlib.util.find_spec("chronik.groups.postgres") is not None:
-        params.append(pytest.param(lambda tmp: postgres_url, id="postgres", marks=pytest.mark.postgres))
+        # A fresh schema per run (the test drops it): the workers get it through the URL.
+        params.append(
+            pytest.param(
+                lambda tmp: store_url(postgres_url, new_schema_name()),
+                id="postgres",
+                marks=pytest.mark.postgres,
+            )
+        )
     return params
 
 
@@ -204,6 +212,8 @@ def test_kill_and_zombie_keep_effects_exactly_once(make_url: Callable[[Path], st
     assert "handled" in steady.log()
     assert coordinator_for(store).list_parked("chaos") == []
     store.close()
+    if url.startswith("postgresql:"):
+        drop_schemas(os.environ["CHRONIK_TEST_POSTGRES_URL"], [url.rsplit("schema=", 1)[1]])
     print(f"chaos run: {elapsed:.1f}s, zombie commits rejected: {rejected}")
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from chronik import ManualClock, NewEvent, open_store
+from chronik import ManualClock, NewEvent
 from chronik.groups import (
     Advance,
     GroupConfig,
@@ -20,7 +19,6 @@ from chronik.groups import (
     quota,
 )
 from chronik.groups.coordinator import PartitionRow
-from chronik.store.sqlite import SQLiteStore, SQLiteUnitOfWork
 from tests.conftest import StoreFactory
 
 TTL = 10.0
@@ -168,22 +166,21 @@ def test_group_config_is_checked(store_factory: StoreFactory) -> None:
     assert [g.name for g in coordinator.list_groups()] == ["g"]
 
 
-def test_read_model_rows_written_through_the_connection_are_fenced_too(tmp_path: Path) -> None:
+@pytest.mark.sql_stores
+def test_read_model_rows_written_through_the_connection_are_fenced_too(store_factory: StoreFactory) -> None:
     """On SQL stores a projection writes its rows through `uow.connection`; a refused commit drops them."""
     clock = ManualClock()
-    store = open_store(f"sqlite:///{tmp_path / 'rm.db'}", clock=clock)
+    store = store_factory(clock)
     coordinator = coordinator_for(store)
     coordinator.ensure_group(GroupConfig(name="g", partitions=1))
     (old,) = coordinator.rebalance("g", "zombie", TTL)
     with store.transaction() as uow:
-        assert isinstance(uow, SQLiteUnitOfWork)
-        uow.connection.execute("CREATE TABLE totals (stream TEXT PRIMARY KEY, n INTEGER)")
+        uow.connection.execute("CREATE TABLE totals (stream TEXT PRIMARY KEY, n INTEGER)")  # type: ignore[attr-defined]
     clock.advance(TTL + 1)
     coordinator.rebalance("g", "alive", TTL)
     with pytest.raises(PartitionLost), store.transaction() as uow:
-        assert isinstance(uow, SQLiteUnitOfWork)
-        uow.connection.execute("INSERT INTO totals VALUES ('cart-1', 1)")
+        uow.connection.execute("INSERT INTO totals VALUES ('cart-1', 1)")  # type: ignore[attr-defined]
         coordinator.commit(uow, "g", "zombie", {0: Advance(old.epoch, 0, 1)})
-    assert isinstance(store, SQLiteStore)
-    assert store.connection().execute("SELECT count(*) FROM totals").fetchone()[0] == 0
-    store.close()
+    with store.transaction() as uow:
+        count = uow.connection.execute("SELECT count(*) FROM totals").fetchone()[0]  # type: ignore[attr-defined]
+    assert count == 0

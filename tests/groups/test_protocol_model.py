@@ -16,10 +16,12 @@ still, every partition is owned by a live member and quotas differ by at most on
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -27,6 +29,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from chronik import AppendRequest, ManualClock, NewEvent
 from chronik.groups import Advance, GroupConfig, PartitionLost, coordinator_for, partition_of
 from chronik.store import EventStore, open_store
+from tests.conftest import service_url
+from tests.postgres_support import drop_schemas, new_schema_name, store_url
 
 TTL = 10.0
 PARTITIONS = 4
@@ -193,6 +197,20 @@ class SQLiteProtocolMachine(ProtocolMachine):
     url = "sqlite:///{tmp}/model.db?synchronous=normal"
 
 
+class PostgresProtocolMachine(ProtocolMachine):
+    """Each example in a fresh schema, dropped afterwards."""
+
+    def __init__(self) -> None:
+        base = os.environ["CHRONIK_TEST_POSTGRES_URL"]
+        self.schema = new_schema_name()
+        self.url = store_url(base, self.schema)
+        super().__init__()
+
+    def teardown(self) -> None:
+        super().teardown()
+        drop_schemas(os.environ["CHRONIK_TEST_POSTGRES_URL"], [self.schema])
+
+
 _settings = settings(
     max_examples=200, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -200,3 +218,13 @@ TestProtocolOnMemory = ProtocolMachine.TestCase
 TestProtocolOnMemory.settings = _settings
 TestProtocolOnSQLite = SQLiteProtocolMachine.TestCase
 TestProtocolOnSQLite.settings = _settings
+
+if os.environ.get("CHRONIK_TEST_POSTGRES_URL"):
+    # Fewer examples: each one opens a schema on the server (a few hundred ms on a shared machine).
+    TestProtocolOnPostgres = pytest.mark.postgres(PostgresProtocolMachine.TestCase)
+    TestProtocolOnPostgres.settings = settings(_settings, max_examples=60)
+else:
+
+    @pytest.mark.postgres
+    def test_protocol_on_postgres() -> None:
+        service_url("CHRONIK_TEST_POSTGRES_URL", "PostgreSQL")  # skips, or fails under CI

@@ -30,7 +30,7 @@ class Counts(Projection):
         amount = int(event.data.get("amount", 0)) if event.type == "Deposited" else 0
         tx.execute(
             "INSERT INTO {streams} (stream, events, total) VALUES (?, 1, ?) ON CONFLICT (stream) "
-            "DO UPDATE SET events = events + 1, total = total + excluded.total",
+            "DO UPDATE SET events = {streams}.events + 1, total = {streams}.total + excluded.total",
             (event.stream, amount),
         )
 

@@ -1,13 +1,18 @@
-"""The cart example's read models, fed with raw events (the cart aggregate is not needed)."""
+"""The cart example's read models, fed with raw events (the cart aggregate is not needed), on both SQL
+stores: the same handler SQL (with `?` placeholders and qualified upserts) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import psycopg
+import pytest
+
 from chronik import NewEvent
 from chronik.examples.cart.projections import CartsByStatus, ProductPrices
 from chronik.projections import ProjectionRunner, projection_named, rebuild, reconcile
 from chronik.store import EventStore
+from tests.conftest import StoreFactory
 
 
 def cart_events(store: EventStore) -> None:
@@ -43,11 +48,13 @@ def cart_events(store: EventStore) -> None:
     store.append("product-x", [NewEvent(type="ProductUpdated", data={"sku": "mug", "name": "Mug"})])
 
 
-def test_carts_by_status_and_price_list(sqlite_store: EventStore) -> None:
-    carts, products = CartsByStatus(sqlite_store), ProductPrices(sqlite_store)
+@pytest.mark.sql_stores
+def test_carts_by_status_and_price_list(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    carts, products = CartsByStatus(store), ProductPrices(store)
     carts.attach_inline()
     products.attach_inline()
-    cart_events(sqlite_store)
+    cart_events(store)
     assert carts.count_by_status() == {"checked_out": 2, "open": 1}
     assert carts.query("SELECT cart_id, status, items, total_cents FROM {carts} ORDER BY cart_id") == [
         ("1", "checked_out", 3, 2 * 450 + 1200),
@@ -63,11 +70,13 @@ def test_carts_by_status_and_price_list(sqlite_store: EventStore) -> None:
     assert products.price_list() == [("mug", "Mug", None), ("tea", "Green tea", 500)]
 
 
-def test_cart_projections_rebuild_and_reconcile(sqlite_store: EventStore) -> None:
-    carts = projection_named("carts_by_status")(sqlite_store)  # found by name, as the CLI does
-    products = ProductPrices(sqlite_store)
-    cart_events(sqlite_store)
-    ProjectionRunner(sqlite_store, [carts, products]).run_until_caught_up()
+@pytest.mark.sql_stores
+def test_cart_projections_rebuild_and_reconcile(store_factory: StoreFactory, backend: str) -> None:
+    store = store_factory()
+    carts = projection_named("carts_by_status")(store)  # found by name, as the CLI does
+    products = ProductPrices(store)
+    cart_events(store)
+    ProjectionRunner(store, [carts, products]).run_until_caught_up()
     before = carts.query("SELECT * FROM {carts} ORDER BY cart_id")
     assert reconcile(carts).ok and reconcile(products).ok
 
@@ -75,10 +84,19 @@ def test_cart_projections_rebuild_and_reconcile(sqlite_store: EventStore) -> Non
     assert result.new_version == 2
     assert carts.query("SELECT * FROM {carts} ORDER BY cart_id") == before
 
-    raw = sqlite3.connect(sqlite_store.path)  # type: ignore[attr-defined]
-    with raw:
-        raw.execute("UPDATE product_prices__products__v1 SET price_cents = 1 WHERE sku = 'tea'")
-    raw.close()
+    tamper = "UPDATE product_prices__products__v1 SET price_cents = 1 WHERE sku = 'tea'"
+    if backend == "sqlite":
+        raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        with raw:
+            raw.execute(tamper)
+        raw.close()
+    else:
+        with psycopg.connect(
+            store.conninfo,  # type: ignore[attr-defined]
+            autocommit=True,
+            options=f"-c search_path={store.schema}",  # type: ignore[attr-defined]
+        ) as connection:
+            assert connection.execute(tamper).rowcount == 1
     report = reconcile(products)
     assert [(d.kind, d.key) for d in report.differences] == [("changed", {"sku": "tea"})]
     assert "price_cents: live 1 != rebuilt 500" in report.differences[0].describe()

@@ -214,7 +214,7 @@ def test_projections_need_a_sql_store() -> None:
 
 
 class WaitingStore(SQLiteStore):
-    """A store offering `wait_for_events(after, timeout)`, as the PostgreSQL backend will."""
+    """A store whose `wait_for_events(after, timeout)` is recorded (PostgreSQL overrides it too)."""
 
     calls: list[tuple[int, float]]
 

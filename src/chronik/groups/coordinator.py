@@ -171,9 +171,10 @@ def coordinator_for(store: EventStore) -> GroupCoordinator:
         from chronik.groups.sqlite import SQLiteCoordinator
 
         return SQLiteCoordinator(store)
-    try:
-        from chronik.groups import postgres  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise NotImplementedError(f"consumer groups do not support {type(store).__name__} yet") from None
-    coordinator: GroupCoordinator = postgres.coordinator_for(store)
-    return coordinator
+    from chronik.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from chronik.groups import postgres as postgres_groups
+
+        return postgres_groups.coordinator_for(store)  # one per store: its tables migrate once
+    raise NotImplementedError(f"consumer groups do not support {type(store).__name__} yet")

@@ -31,6 +31,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from chronik.errors import StoreUnavailable
 from chronik.events.envelope import RecordedEvent
@@ -41,6 +42,8 @@ from chronik.store import EventStore, UnitOfWork
 from chronik.subscriptions.waiting import wait_for_new_events
 
 log = logging.getLogger(__name__)
+
+IDLE_CONFIRMATION: Final = 0.1  # seconds an idle member waits before `caught_up()` says so
 
 GroupHandler = Callable[[RecordedEvent, UnitOfWork], None]
 """Called once per event in the unit of work that also commits the partition's checkpoint."""
@@ -180,8 +183,19 @@ class GroupMember:
         self._stop.set()
 
     def caught_up(self) -> bool:
-        head = self.store.head_position()
-        return bool(self.leases) and all(cp >= head for cp in self._checkpoints.values())
+        """True when every held partition's checkpoint has reached the readable head.
+
+        A store's head may trail its latest commits for a moment (PostgreSQL refreshes its read
+        barrier at most every 50 ms), so an idle-looking member confirms it by waiting up to
+        `IDLE_CONFIRMATION` seconds for the head to pass its lowest checkpoint.
+        """
+        if not self.leases:
+            return False
+        lowest = min(self._checkpoints.values())
+        if self.store.head_position() > lowest:
+            return False
+        moved = wait_for_new_events(self.store, lowest, IDLE_CONFIRMATION, poll_interval=self.poll_interval)
+        return not moved
 
     def step(self) -> int:
         """Handle one page of what this member believes it holds, then heartbeat if due.

@@ -89,7 +89,16 @@ json_metadata, json_data, event_hash): an event as stored, exactly what its hash
 
 
 class Dialect(Protocol):
-    """What a database must offer projections and seals. SQLite below; PostgreSQL later."""
+    """What a database must offer projections and seals. SQLite below; PostgreSQL in `postgres.py`."""
+
+    # True when positions are assigned in commit order (SQLite's one writer): an inline checkpoint
+    # then means "every event up to here". False on PostgreSQL: see `projections/postgres.py`.
+    @property
+    def positions_in_commit_order(self) -> bool: ...
+
+    def statement(self, sql: str) -> str:
+        """Handler SQL, written with `?` placeholders, in the driver's own placeholder style."""
+        ...
 
     def write_connection(self, uow: UnitOfWork) -> SQLConnection: ...
     def read_connection(self, store: EventStore) -> SQLConnection: ...
@@ -97,6 +106,24 @@ class Dialect(Protocol):
     def ensure_registry(self, connection: SQLConnection) -> None: ...
     def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None: ...
     def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]: ...
+    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        """The row, locked until the transaction ends (inline hooks and the swap take turns)."""
+        ...
+
+    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
+        """Under `lock_registry_row`: the checkpoint becomes max(checkpoint, last)."""
+        ...
+
+    def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
+        """Under `lock_registry_row`: the head a rebuild may swap at, or None to try again shortly."""
+        ...
+
+    def read_events(
+        self, store: EventStore, connection: SQLConnection, first: int, last: int, event_types: Sequence[str]
+    ) -> list[Any]:
+        """Events in [first, last] of these types as `connection`'s transaction sees them."""
+        ...
+
     def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None: ...
     def advance(
         self, connection: SQLConnection, name: str, live_version: int, old: int, new: int
@@ -128,6 +155,8 @@ class SQLiteDialect:
     That one fact gives most guarantees here: a batch's table writes, its checkpoint update and a
     swap are made by the only writer of the whole database, and commit together or not at all.
     """
+
+    positions_in_commit_order: Final = True  # positions are head + 1 under the write lock
 
     SQL_CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
         name                  TEXT    PRIMARY KEY,
@@ -200,6 +229,9 @@ class SQLiteDialect:
     )
     SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
 
+    def statement(self, sql: str) -> str:
+        return sql  # sqlite3 takes `?` as it is
+
     def write_connection(self, uow: UnitOfWork) -> sqlite3.Connection:
         connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
         return connection
@@ -256,6 +288,25 @@ class SQLiteDialect:
 
     def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None:
         connection.execute(self.SQL_INSERT_REGISTRY, (name, code_version, _now()))
+
+    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        return self.registry_row(connection, name)  # the unit of work holds the write lock already
+
+    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
+        cursor = connection.execute(
+            "UPDATE projections SET position = max(position, ?), updated_at = ? "
+            "WHERE name = ? AND live_version = ?",
+            (last, _now(), name, live_version),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
+        return self.head_position(connection)  # under the write lock nothing else can commit
+
+    def read_events(
+        self, store: EventStore, connection: SQLConnection, first: int, last: int, event_types: Sequence[str]
+    ) -> list[Any]:
+        return store.read_all(first, to_position=last, event_types=event_types)  # this thread's connection
 
     def advance(self, connection: SQLConnection, name: str, live_version: int, old: int, new: int) -> bool:
         cursor = connection.execute(self.SQL_ADVANCE, (new, _now(), name, live_version, old))
@@ -354,6 +405,13 @@ def dialect_for(store: EventStore) -> Dialect:
     for store_type, dialect in _DIALECTS:
         if isinstance(store, store_type):
             return dialect
+    from chronik.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):  # registered at first use: it imports this module
+        from chronik.projections.postgres import PostgresDialect
+
+        register_dialect(PostgresStore, PostgresDialect())
+        return dialect_for(store)
     raise UnsupportedStore(store)
 
 

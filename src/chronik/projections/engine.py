@@ -52,10 +52,25 @@ def attach_inline(projection: Projection) -> Callable[[], None]:
 def _inline_hook(projection: Projection, uow: UnitOfWork, events: Sequence[RecordedEvent]) -> None:
     dialect = projection.dialect
     connection = dialect.write_connection(uow)
-    row = dialect.registry_row(connection, projection.name)
+    # Locked until the append commits: inline appends of one projection (and a swap) take turns.
+    row = dialect.lock_registry_row(connection, projection.name)
     if row is None:
         raise ProjectionError(f"projection {projection.name!r} is attached inline but not registered")
     last = events[-1].global_position
+    if not dialect.positions_in_commit_order:
+        # PostgreSQL: positions were assigned before commit, so a later-positioned append may have
+        # held the lock first and moved the checkpoint past ours. Nobody else can have applied
+        # these events (they are not committed), so apply exactly them, and never move the
+        # checkpoint back. The checkpoint then means "every event of every transaction that held
+        # this lock" (see projections/postgres.py).
+        if row.code_version != projection.version:
+            return
+        handled = projection._handlers
+        mine = [event for event in events if event.type in handled]
+        projection.apply(projection.tx(connection, live_slot(row.live_version)), mine, None)
+        if not dialect.advance_inline(connection, projection.name, row.live_version, last):
+            raise ProjectionMoved(projection.name)
+        return
     if row.position >= last or row.code_version != projection.version:
         # Already applied; or the live set was built by other code (a rolling deploy: before the
         # swap the old code keeps it, after the swap the new code does). The matching code's

@@ -47,7 +47,7 @@ class UnsupportedStore(ProjectionError):
     def __init__(self, store: object) -> None:
         self.store = store
         super().__init__(
-            f"{store!r} has no SQL dialect for projections and seals (SQLite has one; PostgreSQL "
-            "will). Projections keep their tables in the store's database; the memory store keeps "
+            f"{store!r} has no SQL dialect for projections and seals (SQLite and PostgreSQL have "
+            "one). Projections keep their tables in the store's database; the memory store keeps "
             "no hashes, so it has no tamper evidence to verify"
         )

@@ -86,19 +86,26 @@ class ProjectionTx:
     hundreds of thousands of times).
     """
 
-    __slots__ = ("_cache", "connection", "tables")
+    __slots__ = ("_cache", "_translate", "connection", "tables")
 
     def __init__(
-        self, connection: SQLConnection, tables: Mapping[str, str], cache: dict[str, str] | None = None
+        self,
+        connection: SQLConnection,
+        tables: Mapping[str, str],
+        cache: dict[str, str] | None = None,
+        translate: Callable[[str], str] | None = None,
     ) -> None:
         self.connection = connection
         self.tables = tables
         self._cache: dict[str, str] = {} if cache is None else cache
+        self._translate = translate  # `?` placeholders to the driver's style (`Dialect.statement`)
 
     def sql(self, statement: str) -> str:
         formatted = self._cache.get(statement)
         if formatted is None:
             formatted = _format(statement, self.tables)
+            if self._translate is not None:
+                formatted = self._translate(formatted)
             self._cache[statement] = formatted
         return formatted
 
@@ -139,7 +146,7 @@ class Projection:
     """Base class of projections. Subclass it, declare `name`, `version`, `tables`, `schema`, handlers.
 
     An instance is bound to one store: `CartsByStatus(store)`. Projections need a store with a
-    SQL dialect (SQLite now, PostgreSQL later): their tables live in the store's database so that
+    SQL dialect (SQLite, PostgreSQL): their tables live in the store's database so that
     their writes commit with their checkpoint.
     """
 
@@ -214,7 +221,9 @@ class Projection:
 
     def tx(self, connection: SQLConnection, slot: str) -> ProjectionTx:
         """A `ProjectionTx` on the table set `slot` (formatted statements cached per set)."""
-        return ProjectionTx(connection, self.table_set(slot), self._sql_caches.setdefault(slot, {}))
+        return ProjectionTx(
+            connection, self.table_set(slot), self._sql_caches.setdefault(slot, {}), self.dialect.statement
+        )
 
     # -- what it reads -----------------------------------------------------------------------
 

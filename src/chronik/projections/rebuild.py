@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ Progress = Callable[[int, int], None]
 DEFAULT_BATCH: int = 1000
 FINAL_STEP_BATCHES: int = 4  # at most this many batches' worth of log is left for the locked step ...
 MAX_ROUNDS: int = 8  # ... unless writers kept ahead of the rebuild for this many rounds
+FINAL_STEP_ATTEMPTS: int = 50  # PostgreSQL: tries to find the log quiet enough to swap (see final_head)
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -97,17 +99,28 @@ def rebuild(
             position = new_position
             if progress is not None:
                 progress(position, store.head_position())
-    # The last batch and the swap, in one transaction that holds the write lock: no append can
-    # commit between "caught up" and "swapped", so the new set misses nothing.
-    with store.transaction() as uow:
-        connection = dialect.write_connection(uow)
-        final_head = dialect.head_position(connection)
-        rest = store.read_all(position + 1, to_position=final_head, event_types=event_types)
-        projection.apply(projection.tx(connection, slot), rest, None)
-        if not dialect.swap(connection, name, target, position, final_head):
-            raise ProjectionMoved(name)
-        for table in projection.table_set(live_slot(old_version)).values():
-            dialect.drop_table(connection, table)
+    # The last batch and the swap, in one transaction that holds the registry row (SQLite: the
+    # write lock): no inline append can commit between "caught up" and "swapped", so the new set
+    # misses nothing. On PostgreSQL the dialect may ask to try again in a moment (`final_head`).
+    for attempt in range(FINAL_STEP_ATTEMPTS):
+        with store.transaction() as uow:
+            connection = dialect.write_connection(uow)
+            dialect.lock_registry_row(connection, name)
+            final_head = dialect.final_head(store, connection)
+            if final_head is not None:
+                rest = dialect.read_events(store, connection, position + 1, final_head, event_types)
+                projection.apply(projection.tx(connection, slot), rest, None)
+                if not dialect.swap(connection, name, target, position, final_head):
+                    raise ProjectionMoved(name)
+                for table in projection.table_set(live_slot(old_version)).values():
+                    dialect.drop_table(connection, table)
+                break
+        time.sleep(min(0.2, 0.002 * 2**attempt))
+    else:
+        raise ProjectionError(
+            f"rebuild of {name!r}: writers never left a moment to swap in {FINAL_STEP_ATTEMPTS} attempts; "
+            "the new table set is kept and a later rebuild resumes it"
+        )
     applied += len(rest)
     if progress is not None:
         progress(final_head, final_head)
@@ -128,7 +141,9 @@ class ScratchView:
 
     def query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.projection.dialect.read_snapshot(self.projection.store) as connection:
-            return ProjectionTx(connection, self.tables).query(statement, parameters)
+            return ProjectionTx(connection, self.tables, None, self.projection.dialect.statement).query(
+                statement, parameters
+            )
 
     def drop(self) -> None:
         drop_scratch(self.projection, self.slot)
@@ -290,11 +305,11 @@ def reconcile(
     try:
         with store.transaction() as uow:
             connection = dialect.write_connection(uow)
-            current = dialect.registry_row(connection, name)
+            current = dialect.lock_registry_row(connection, name)  # no batch commits meanwhile
             assert current is not None
             if current.position > view.position:
-                rest = store.read_all(
-                    view.position + 1, to_position=current.position, event_types=projection.event_types()
+                rest = dialect.read_events(
+                    store, connection, view.position + 1, current.position, projection.event_types()
                 )
                 projection.apply(projection.tx(connection, view.slot), rest, None)
             live = projection.table_set(live_slot(current.live_version))

@@ -30,6 +30,14 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   `read_correlated` show every committed event, also ones above the read barrier (a writer needs
   its own last write to decide the next). Only the global readers wait for the barrier: do not
   resume `read_all` from a position learned elsewhere.
+* **Append hooks** (`add_append_hook`, inline projections) run in the append's transaction
+  before it commits: with hooks, `append` sends its COMMIT after them instead of with the insert,
+  and the hook's events are read back through the transaction's own connection (they are not
+  committed, so no other connection can see them). A hook that needs order among concurrent
+  appends must lock something itself: positions are fixed before commit, not in commit order.
+* **Read your own writes.** After a unit of work of this store object committed events, its next
+  global read recomputes the writers' barrier at once (not up to 50 ms later), so it shows them
+  unless an older writer still runs.
 * **Live delivery.** Right after an append's COMMIT, in the same message, a NOTIFY follows in its
   own tiny transaction (not in the append's: see `SQL_NOTIFY_AFTER_COMMIT` for why); a background
   LISTEN connection wakes `wait_for_events`, which then re-reads the barrier. If the connection
@@ -306,6 +314,14 @@ class PostgresUnitOfWork(UnitOfWork):
     def _save_checkpoint(self, name: str, position: int) -> None:
         self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
 
+    def _recorded_events(self, result: AppendResult) -> list[RecordedEvent]:
+        """Read back through this transaction's connection: the events are not committed yet, and
+        the store's own reads (other connections, below the read barrier) cannot see them."""
+        rows = self._connection.execute(
+            q.SQL_READ_OWN_APPEND, (result.global_positions[0], result.global_positions[-1])
+        ).fetchall()
+        return [_to_recorded(row) for row in rows]
+
 
 class _Listener:
     """A background LISTEN connection; `generation` rises with every notification or reconnect."""
@@ -502,6 +518,18 @@ class PostgresStore(EventStore):
         except _UNAVAILABLE as error:
             raise StoreUnavailable(f"cannot open PostgreSQL store {self.url}: {error}") from error
 
+    @contextlib.contextmanager
+    def pooled_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit, this schema on the search_path) for the layers above the
+        store that keep their own tables here (consumer groups, projections): they open their own
+        transactions on it (`connection.transaction()`). Never for appending events: that is what
+        `transaction()` is for (an append must begin with `fix_position()`). A lost connection
+        raises `StoreUnavailable`."""
+        if self._closed:
+            raise ChronikError(f"{self!r} is closed")
+        with self._unavailable_as_error("connection"), self._pool.connection() as connection:
+            yield connection
+
     def close(self) -> None:
         self._closed = True
         with self._listener_lock:
@@ -556,9 +584,10 @@ class PostgresStore(EventStore):
         expected_version: ExpectedVersion = ANY,
     ) -> AppendResult:
         """One append, one transaction, two round trips: BEGIN with the stream lock, then the
-        insert with the COMMIT."""
+        insert with the COMMIT. With append hooks the COMMIT waits for them (a third round trip):
+        they run in the append's transaction, before it commits."""
         with self.transaction() as uow:
-            uow.commit_with_append = True
+            uow.commit_with_append = not self._append_hooks
             return uow.append(stream, events, expected_version)
 
     # -- reading ------------------------------------------------------------------------------

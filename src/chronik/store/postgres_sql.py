@@ -196,6 +196,11 @@ SQL_HEAD_POSITION: Final = (
 # The same without the barrier, for the test that shows what the barrier prevents.
 SQL_HEAD_POSITION_UNSAFE: Final = "SELECT coalesce(max(global_position), 0) FROM events"
 
+# For append hooks: the events an append just wrote, read inside its own (uncommitted) transaction.
+# No read barrier: the positions are this transaction's own, and one append is one stream.
+SQL_READ_OWN_APPEND: Final = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE global_position BETWEEN %s AND %s ORDER BY global_position"
+)
 SQL_STREAM_VERSION: Final = "SELECT max(stream_version) FROM events WHERE stream_name = %s"
 SQL_FIND_EVENTS: Final = (
     "SELECT event_id, stream_name, stream_version, global_position FROM events WHERE event_id = ANY(%s)"

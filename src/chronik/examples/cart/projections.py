@@ -91,8 +91,9 @@ class CartsByStatus(Projection):
         quantity = _int(data.get("quantity", data.get("qty", 1)))
         tx.execute(
             "INSERT INTO {cart_items} (cart_id, sku, quantity, unit_price_cents) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = quantity + excluded.quantity, "
-            "unit_price_cents = coalesce(excluded.unit_price_cents, unit_price_cents)",
+            # The existing row's columns are qualified: PostgreSQL finds bare names ambiguous (excluded).
+            "ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = {cart_items}.quantity + excluded.quantity, "
+            "unit_price_cents = coalesce(excluded.unit_price_cents, {cart_items}.unit_price_cents)",
             (cart_id, sku, 1 if quantity is None else quantity, _int(data.get("unit_price_cents"))),
         )
         self._recount(tx, cart_id)
@@ -167,8 +168,10 @@ class ProductPrices(Projection):
         sku = _text(data.get("sku")) or _entity_id(event.stream)
         tx.execute(
             "INSERT INTO {products} (sku, name, price_cents, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (sku) DO UPDATE SET name = coalesce(excluded.name, name), "
-            "price_cents = coalesce(excluded.price_cents, price_cents), updated_at = excluded.updated_at",
+            # The existing row's columns are qualified: PostgreSQL finds bare names ambiguous (excluded).
+            "ON CONFLICT (sku) DO UPDATE SET name = coalesce(excluded.name, {products}.name), "
+            "price_cents = coalesce(excluded.price_cents, {products}.price_cents), "
+            "updated_at = excluded.updated_at",
             (sku, _text(data.get("name")), _int(data.get("price_cents")), event.recorded_at.isoformat()),
         )
 

@@ -1,0 +1,376 @@
+"""The projections' (and seals') dialect for PostgreSQL, beside the SQLite one in `dialect.py`.
+
+SQLite serializes every writer with one lock; here each guarantee comes from a row lock or from
+the store's read barrier, written beside the statement that gives it:
+
+* **Exactly once, async.** A batch's table writes and `SQL_ADVANCE` commit in one transaction;
+  the UPDATE names the position the batch started from, and a concurrent change of the row (another
+  runner, an inline hook, a swap) makes it match nothing after it waited for the row lock.
+* **Inline projections: the registry row is the lock.** Positions are assigned before commit, so
+  two concurrent appends can reach the projection out of position order. The inline hook therefore
+  locks the registry row (`SQL_LOCK_REGISTRY`, `FOR UPDATE`, held until the append commits): the
+  inline-projected appends of one projection take turns (the honest price of a view that is always
+  current). Each applies exactly its own events (no one else can see them before it commits) and
+  moves the checkpoint to the larger of the current one and its last position
+  (`SQL_ADVANCE_INLINE`). So an inline checkpoint on PostgreSQL means "every event of every
+  transaction that held this lock": `wait_until(my_position)` after my append is read-your-writes,
+  but an event below the checkpoint whose transaction has not committed yet is not in the tables
+  yet (it will be when that transaction commits). Every process that appends must attach the
+  inline projection: unlike SQLite, a writer without the hook is not caught up later.
+* **Async readers stay below the safe head.** Runners read the log through `store.read_all`, which
+  only returns events below the store's read barrier: nothing can commit below a checkpoint later.
+* **The rebuild's final step** (`final_head`) locks the registry row, then swaps only at a moment
+  when every committed event lies below the barrier of the *other* writers: then its new checkpoint
+  is safe for async runners, and no inline transaction has applied an event to the old set that
+  the new set lacks (inline transactions still running apply theirs to the new set after the swap).
+* **Reads** (`read_snapshot`) run in `REPEATABLE READ READ ONLY` transactions on pooled connections.
+
+Handler SQL is written with `?` placeholders on both databases; `statement()` turns them into
+psycopg's `%s` (and a literal `%` into `%%`) once per distinct statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import psycopg
+
+from chronik.events.envelope import format_timestamp
+from chronik.projections.dialect import ChainRow, RegistryRow, SealRow, SQLConnection, _now
+from chronik.store import postgres_sql as store_sql
+from chronik.store.contract import EventStore, UnitOfWork
+from chronik.store.postgres import PostgresStore, PostgresUnitOfWork, _lock_key
+
+
+class _Rows:
+    """A finished statement's rows and rowcount (the connection has gone back to the pool)."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+
+class _Connection:
+    """A psycopg connection as projections use it (`executemany` lives on psycopg's cursors)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        return self.raw.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(sql, parameters)
+            return cursor
+
+
+class _PooledReader:
+    """`read_connection`: each statement on a pooled connection, in its own transaction."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
+        with self._store.pooled_connection() as connection:
+            cursor = connection.execute(sql, parameters)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return _Rows(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, parameters: Any, /) -> None:
+        with self._store.pooled_connection() as connection, connection.cursor() as cursor:
+            cursor.executemany(sql, parameters)
+
+
+def qmark_to_format(statement: str) -> str:
+    """`?` placeholders to psycopg's `%s`, `%` to `%%`; quoted text and identifiers keep their `?`."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in statement:
+        if char == "%":
+            out.append("%%")
+        elif quote is not None:
+            out.append(char)
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class PostgresDialect:
+    positions_in_commit_order: Final = False  # see "Inline projections" above
+
+    SQL_CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
+        name                  text    PRIMARY KEY,  -- locked FOR UPDATE by inline hooks and the swap
+        live_version          integer NOT NULL,     -- the live table set is <name>__<table>__v<live_version>
+        code_version          integer NOT NULL,     -- Projection.version that built the live set
+        position              bigint  NOT NULL,     -- checkpoint: committed with the table writes it covers
+        building_version      integer,              -- a rebuild in progress (NULL: none)
+        building_code_version integer,
+        building_position     bigint,
+        updated_at            text    NOT NULL,
+        side_effects_after    bigint  NOT NULL      -- side effects only for events after this position
+    )"""
+    # Guarantee: concurrent first registrations create the tables once (CREATE TABLE IF NOT EXISTS
+    # alone can fail when two transactions race on the catalog).
+    SQL_CREATE_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
+    SQL_REGISTRY_COLUMNS: Final = (
+        "name, live_version, code_version, position, building_version, building_code_version, "
+        "building_position, updated_at, side_effects_after"
+    )
+    SQL_TABLE_EXISTS: Final = "SELECT to_regclass(%s) IS NOT NULL"
+    SQL_REGISTRY_ROW: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections WHERE name = %s"
+    # The inline hook's and the final rebuild step's lock: held until their transaction ends, so
+    # inline-projected appends of one projection, and the swap, take turns.
+    SQL_LOCK_REGISTRY: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections WHERE name = %s FOR UPDATE"
+    SQL_INSERT_REGISTRY: Final = (
+        "INSERT INTO projections "
+        "(name, live_version, code_version, position, updated_at, side_effects_after) "
+        "VALUES (%s, 1, %s, 0, %s, (SELECT coalesce(max(global_position), 0) FROM events)) "
+        "ON CONFLICT (name) DO NOTHING"
+    )
+    # Every update names the state it expects; under READ COMMITTED a concurrent update makes this
+    # wait for the row, then re-check the WHERE on the new version: a stale batch matches nothing.
+    SQL_ADVANCE: Final = (
+        "UPDATE projections SET position = %s, updated_at = %s "
+        "WHERE name = %s AND live_version = %s AND position = %s"
+    )
+    # Inline, under SQL_LOCK_REGISTRY: never moves the checkpoint back (an earlier-positioned
+    # transaction may get the lock after a later one).
+    SQL_ADVANCE_INLINE: Final = (
+        "UPDATE projections SET position = greatest(position, %s), updated_at = %s "
+        "WHERE name = %s AND live_version = %s"
+    )
+    SQL_START_BUILDING: Final = (
+        "UPDATE projections SET building_version = %s, building_code_version = %s, building_position = 0, "
+        "updated_at = %s WHERE name = %s"
+    )
+    SQL_ADVANCE_BUILDING: Final = (
+        "UPDATE projections SET building_position = %s, updated_at = %s "
+        "WHERE name = %s AND building_version = %s AND building_position = %s"
+    )
+    SQL_SWAP: Final = (
+        "UPDATE projections SET live_version = building_version, code_version = building_code_version, "
+        "position = %s, building_version = NULL, building_code_version = NULL, building_position = NULL, "
+        "updated_at = %s WHERE name = %s AND building_version = %s AND building_position = %s"
+    )
+    # The read barrier of every writer but this transaction (see SQL_WRITERS_BARRIER in the store):
+    # the final rebuild step is itself a registered writer and must not wait for itself.
+    SQL_OTHER_WRITERS_BARRIER: Final = store_sql.SQL_WRITERS_BARRIER.replace(
+        "AND classid::bigint = %s AND objid::bigint = %s)",
+        "AND classid::bigint = %s AND objid::bigint = %s AND pid <> pg_backend_pid())",
+    )
+    SQL_COMMITTED_HEAD: Final = "SELECT coalesce(max(global_position), 0) FROM events"
+    SQL_READ_EVENTS: Final = (
+        f"SELECT {store_sql.EVENT_COLUMNS} FROM events WHERE global_position >= %s AND global_position <= %s "
+        "AND event_type = ANY(%s) ORDER BY global_position"
+    )
+
+    SQL_CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
+        seal_no            bigint  PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
+        from_position      bigint  NOT NULL,     -- ranges are contiguous in the global order
+        to_position        bigint  NOT NULL,
+        event_count        bigint  NOT NULL,
+        previous_seal_hash text    NOT NULL,     -- chains the seals: editing one breaks every later one
+        seal_hash          text    NOT NULL,
+        sealed_at          text    NOT NULL
+    )"""
+    SQL_SEALS: Final = (
+        "SELECT seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at "
+        "FROM seals ORDER BY seal_no"
+    )
+    SQL_INSERT_SEAL: Final = (
+        "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
+        "seal_hash, sealed_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    )
+    # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
+    # byte, and times are formatted the way the append formatted them.
+    SQL_CHAIN_ROWS: Final = (
+        "SELECT global_position, event_id::text, stream_name, stream_version, event_type, schema_version, "
+        "recorded_at, occurred_at, metadata::text, data::text, event_hash FROM events "
+        "WHERE global_position >= %s AND global_position <= %s ORDER BY global_position LIMIT %s"
+    )
+    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = %s AND stream_version = %s"
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def statement(self, sql: str) -> str:
+        return qmark_to_format(sql)
+
+    def write_connection(self, uow: UnitOfWork) -> SQLConnection:
+        if not isinstance(uow, PostgresUnitOfWork):
+            raise TypeError("the PostgreSQL dialect needs a unit of work of a PostgreSQL store")
+        return _Connection(uow.connection)
+
+    def read_connection(self, store: EventStore) -> SQLConnection:
+        assert isinstance(store, PostgresStore)
+        return _PooledReader(store)
+
+    @contextlib.contextmanager
+    def read_snapshot(self, store: EventStore) -> Iterator[SQLConnection]:
+        """One snapshot for every statement inside; read-only, so it always ends with ROLLBACK."""
+        assert isinstance(store, PostgresStore)
+        with store.pooled_connection() as connection:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield _Connection(connection)
+            finally:
+                if not connection.closed:
+                    with contextlib.suppress(psycopg.Error):
+                        connection.execute("ROLLBACK")
+
+    # -- the registry ------------------------------------------------------------------------------
+
+    def ensure_registry(self, connection: SQLConnection) -> None:
+        connection.execute(self.SQL_CREATE_LOCK, (_lock_key("projections-registry", "registry"),))
+        connection.execute(self.SQL_CREATE_REGISTRY)
+
+    def _exists(self, connection: SQLConnection, table: str) -> bool:
+        return bool(connection.execute(self.SQL_TABLE_EXISTS, (table,)).fetchone()[0])
+
+    def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        if not self._exists(connection, "projections"):
+            return None
+        row = connection.execute(self.SQL_REGISTRY_ROW, (name,)).fetchone()
+        return None if row is None else RegistryRow(*row)
+
+    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        if not self._exists(connection, "projections"):
+            return None
+        row = connection.execute(self.SQL_LOCK_REGISTRY, (name,)).fetchone()
+        return None if row is None else RegistryRow(*row)
+
+    def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]:
+        if not self._exists(connection, "projections"):
+            return []
+        rows = connection.execute(f"SELECT {self.SQL_REGISTRY_COLUMNS} FROM projections ORDER BY name")
+        return [RegistryRow(*row) for row in rows.fetchall()]
+
+    def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None:
+        connection.execute(self.SQL_INSERT_REGISTRY, (name, code_version, _now()))
+
+    def advance(self, connection: SQLConnection, name: str, live_version: int, old: int, new: int) -> bool:
+        cursor = connection.execute(self.SQL_ADVANCE, (new, _now(), name, live_version, old))
+        return bool(cursor.rowcount == 1)
+
+    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
+        cursor = connection.execute(self.SQL_ADVANCE_INLINE, (last, _now(), name, live_version))
+        return bool(cursor.rowcount == 1)
+
+    def start_building(self, connection: SQLConnection, name: str, version: int, code_version: int) -> None:
+        connection.execute(self.SQL_START_BUILDING, (version, code_version, _now(), name))
+
+    def advance_building(
+        self, connection: SQLConnection, name: str, version: int, old: int, new: int
+    ) -> bool:
+        cursor = connection.execute(self.SQL_ADVANCE_BUILDING, (new, _now(), name, version, old))
+        return bool(cursor.rowcount == 1)
+
+    def swap(self, connection: SQLConnection, name: str, version: int, old: int, new: int) -> bool:
+        cursor = connection.execute(self.SQL_SWAP, (new, _now(), name, version, old))
+        return bool(cursor.rowcount == 1)
+
+    # -- the final step of a rebuild ---------------------------------------------------------------
+
+    def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
+        """Under the registry row lock: the head the swap may use, or None to try again shortly.
+
+        Safe when every committed event lies below the other writers' barrier: nothing can then
+        commit below it later (async runners go on from it), and everything an inline transaction
+        applied to the old set before the lock is committed, hence below it and in the new set.
+        """
+        assert isinstance(store, PostgresStore)
+        head = int(connection.execute(self.SQL_COMMITTED_HEAD).fetchone()[0])
+        barrier = int(connection.execute(self.SQL_OTHER_WRITERS_BARRIER, store._barrier_params).fetchone()[0])
+        return head if head < barrier << store_sql.POSITION_SHIFT else None
+
+    def read_events(
+        self, store: EventStore, connection: SQLConnection, first: int, last: int, event_types: Sequence[str]
+    ) -> list[Any]:
+        """Committed events in [first, last] of these types, through `connection` (no barrier: the
+        caller made sure nothing can still appear in that range)."""
+        from chronik.store.postgres import _to_recorded
+
+        rows = connection.execute(self.SQL_READ_EVENTS, (first, last, list(event_types))).fetchall()
+        return [_to_recorded(row) for row in rows]
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    def tables_with_prefix(self, connection: SQLConnection, prefix: str) -> list[str]:
+        pattern = prefix.replace("_", "\\_") + "%"
+        rows = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE %s ESCAPE '\\' ORDER BY tablename",
+            (pattern,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]:
+        """(column name, position in the primary key: 0 when not part of it), in table order."""
+        rows = connection.execute(
+            "SELECT a.attname, coalesce((SELECT k.n FROM pg_index i, "
+            "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
+            "WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0) "
+            "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum",
+            (table,),
+        ).fetchall()
+        return [(row[0], int(row[1])) for row in rows]
+
+    def drop_table(self, connection: SQLConnection, table: str) -> None:
+        connection.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+    def head_position(self, connection: SQLConnection) -> int:
+        row = connection.execute(self.SQL_COMMITTED_HEAD).fetchone()
+        return int(row[0] or 0)
+
+    # -- seals -------------------------------------------------------------------------------------
+
+    def ensure_seals(self, connection: SQLConnection) -> None:
+        connection.execute(self.SQL_CREATE_LOCK, (_lock_key("seals", "registry"),))
+        connection.execute(self.SQL_CREATE_SEALS)
+
+    def seals(self, connection: SQLConnection) -> list[SealRow]:
+        if not self._exists(connection, "seals"):
+            return []
+        return [SealRow(*row) for row in connection.execute(self.SQL_SEALS).fetchall()]
+
+    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
+        connection.execute(
+            self.SQL_INSERT_SEAL,
+            (
+                seal.seal_no,
+                seal.from_position,
+                seal.to_position,
+                seal.event_count,
+                seal.previous_seal_hash,
+                seal.seal_hash,
+                seal.sealed_at,
+            ),
+        )
+
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]:
+        rows = connection.execute(self.SQL_CHAIN_ROWS, (from_position, to_position, limit)).fetchall()
+        return [(*row[:6], format_timestamp(row[6]), format_timestamp(row[7]), *row[8:]) for row in rows]
+
+    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
+        row = connection.execute(self.SQL_EVENT_HASH_AT, (stream, version)).fetchone()
+        return None if row is None else str(row[0])
