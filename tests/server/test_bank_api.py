@@ -210,3 +210,11 @@ def test_dates_in_the_past_are_recorded_as_business_time(http: httpx.Client) -> 
         line["occurred_at"][:10] == five_years_ago[:10]
         and line["recorded_at"][:10] != line["occurred_at"][:10]
     )
+
+
+def test_the_console_lists_the_three_applications(http: httpx.Client) -> None:
+    apps = http.get("/api/info").json()["apps"]
+    assert [app["name"] for app in apps] == ["cart", "bank", "video"]
+    for name in ("bank", "video"):
+        script = http.get(f"/static/apps/{name}.js")
+        assert script.status_code == 200 and f'chronik.registerApp("{name}"' in script.text

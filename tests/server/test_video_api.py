@@ -233,3 +233,13 @@ def test_the_board_needs_sql(make_server: ServerFactory) -> None:
     live = make_server(store=open_store("memory://"))
     with live.client() as http:
         assert http.get("/api/video/board").status_code == 501
+
+
+def test_the_blob_folder_sits_beside_the_database(tmp_path: Path) -> None:
+    from chronik.server.app import default_blobs_dir
+
+    with open_store(f"sqlite:///{tmp_path / 'shop.db'}") as store:
+        assert default_blobs_dir(store) == tmp_path / "shop-blobs"
+    with open_store("memory://") as memory:
+        folder = default_blobs_dir(memory)
+        assert folder.is_absolute() and not folder.exists()  # a temporary folder, made on first upload

@@ -71,12 +71,13 @@ chronik.registerApp("bank", async (el, params) => {
     const result = await send("open", () => api("/api/bank/accounts", { method: "POST", body: {
       account_id: id, owner: openOwner.value.trim() || id, command_id: commands.open,
       overdraft_limit_cents: Math.max(0, toCents(openLimit.value) || 0) } }));
-    if (result) { toast(`account ${id} opened`); selected = id; openId.value = ""; openOwner.value = ""; load(); }
+    if (result) { toast(`account ${id} opened`); selected = id; openId.value = ""; openOwner.value = ""; books = null; load(); }
   });
   const moveMoney = async (kind) => {
     const account = moveAccount.value;
     const result = await send("money", () => api(`/api/bank/accounts/${encodeURIComponent(account)}/${kind}`, { method: "POST", body: {
-      amount_cents: toCents(moveAmount.value), command_id: commands.money, description: moveNote.value.trim() } }));
+      amount_cents: toCents(moveAmount.value), command_id: commands.money,
+      description: moveNote.value.trim() || (kind === "deposits" ? "deposit (console)" : "withdrawal (console)") } }));
     if (result) {
       toast(`${kind === "deposits" ? "deposited" : "withdrew"} ${euros(toCents(moveAmount.value))}${result.already_done ? " (already done)" : ""}: ${account} holds ${euros(result.account.balance_cents)}`);
       selected = account; load();
@@ -112,7 +113,7 @@ chronik.registerApp("bank", async (el, params) => {
     }
   });
   const asOfPanel = h("div", { class: "asof" }, h("h3", {}, "Time machine"),
-    h("div", { class: "inline-form" }, asOfInput, asOfMode, asOfButton), asOfResult);
+    h("div", { class: "inline-form" }, asOfInput, h("span", { class: "muted", text: "UTC" }), asOfMode, asOfButton), asOfResult);
 
   let drawnFor = null;
   let showAllLines = false;
@@ -201,11 +202,16 @@ chronik.registerApp("bank", async (el, params) => {
     } catch (error) { toast(error.detail || error.message); }
   };
 
+  // The books are recomputed from the whole log on the server: ask every fifth round (10 s), not every one.
+  let books = null;
+  let round = 0;
   const load = async () => {
-    let accounts, totals, transfers, books;
+    let accounts, totals, transfers;
     try {
       [{ accounts, total_balance_cents: totals }, { transfers }, books] = await Promise.all([
-        api("/api/bank/accounts"), api("/api/bank/transfers?limit=15"), api("/api/bank/ledger")]);
+        api("/api/bank/accounts"), api("/api/bank/transfers?limit=15"),
+        books && round % 5 ? books : api("/api/bank/ledger")]);
+      round += 1;
     } catch (error) { accountsBox.replaceChildren(errorBox(error)); return; }
     stats.replaceChildren(
       h("div", { class: "stat" }, h("b", { "data-testid": "bank-account-count", text: accounts.length }), h("span", { text: "accounts" })),

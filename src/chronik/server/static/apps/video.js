@@ -110,9 +110,13 @@ chronik.registerApp("video", async (el, params) => {
     if (shownVersion === video.version) return;  // nothing new: keep the player playing
     shownVersion = video.version;
     if (video.output_url && (!player || player.dataset.video !== video.video_id)) {
-      player = h("video", { controls: true, muted: true, loop: true, playsinline: true, "data-video": video.video_id, "data-testid": "video-player",
-        poster: thumbs.get(video.video_id) });
-      blobUrl(video.output_url).then((url) => { player.src = url; onLeave(() => URL.revokeObjectURL(url)); })
+      // Muted, it may play on its own: a newcomer sees the transcoded clip move at once.
+      const shown = h("video", { controls: true, muted: true, autoplay: true, loop: true, playsinline: true,
+        "data-video": video.video_id, "data-testid": "video-player" });
+      shown.muted = true;
+      player = shown;
+      if (thumbs.has(video.video_id)) shown.poster = thumbs.get(video.video_id);
+      blobUrl(video.output_url).then((url) => { shown.src = url; onLeave(() => URL.revokeObjectURL(url)); })
         .catch((error) => toast(error.detail || error.message));
     } else if (!video.output_url) player = null;
     const rows = video.timeline.map((step) => {
@@ -127,8 +131,7 @@ chronik.registerApp("video", async (el, params) => {
       }[step.type] || "";
       return h("tr", {},
         h("td", { class: "num nowrap", text: `+${step.since_upload_seconds.toFixed(2)} s` }),
-        h("td", { class: "nowrap" }, h("b", { text: step.type })),
-        h("td", { class: "muted nowrap", text: step.actor || "" }),
+        h("td", { class: "nowrap", title: step.actor ? `by ${step.actor}` : "" }, h("b", { text: step.type })),
         h("td", { text: what }),
         h("td", { class: "muted nowrap", title: fmtTime(step.at), text: ago(step.at) }));
     });
