@@ -383,3 +383,25 @@ def test_video_board_shows_thumbnails_and_statuses_changing(
     expect(failed).to_have_attribute("data-status", "failed", timeout=30_000)
     expect(page.get_by_test_id("video-timeline")).to_contain_text("VideoRetryRequested")
     shot(page, "16-video-retried")
+
+
+def test_thumbnails_load_behind_an_api_key(make_server: ServerFactory, page: Page) -> None:
+    """With keys, an <img src> could not send one: the page fetches files with it and shows blob: URLs."""
+    live = make_server()
+    _, token = keyring_for(live.store).create("viewer", ["read", "append"], now=live.store.clock())
+    live.state.forget_key_cache()
+    start_demo(
+        live.state, interval=3600, lease_ttl=3.0, bank_interval=3600, upload_interval=3600, transcode_pause=0
+    )
+    with live.client(token) as http:
+        wait_for(lambda: http.get("/api/video/board").json()["counts"].get("succeeded", 0) == 4, 40)
+        thumbnail = http.get("/api/video/board").json()["videos"][0]["thumbnail_url"]
+    with live.client() as anonymous:
+        assert anonymous.get(thumbnail).status_code == 401
+    page.add_init_script(f"localStorage.setItem('chronik.apiKey', {json.dumps(token)})")
+    page.goto(live.url + "/#/apps/video")
+    thumbnails = page.get_by_test_id("video-board").locator("img[data-testid='video-thumbnail']")
+    expect(thumbnails).to_have_count(4)
+    wait_for(lambda: all(t.evaluate("img => img.complete && img.naturalWidth > 0") for t in thumbnails.all()))
+    assert (thumbnails.first.get_attribute("src") or "").startswith("blob:")
+    expect(page.locator("#key-dialog")).not_to_be_visible()
