@@ -145,3 +145,14 @@ def test_the_demo_moves_money_and_transcodes_videos(make_server: ServerFactory) 
         failed = next(row for row in rows if row["status"] == "failed")
         assert failed["filename"] == "holiday.mp4" and failed["last_error"]
     assert live.state.demo["uploader"].uploads >= 1
+
+
+def test_the_uploader_stops_at_its_limit(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from chronik.examples.video import BlobStore
+    from chronik.server.demo import VideoUploader
+
+    with open_store(f"sqlite:///{tmp_path / 'clips.db'}") as store:
+        uploader = VideoUploader(store, BlobStore(tmp_path / "blobs"), interval=0.01, seed=1, limit=2)
+        uploader.run()  # returns by itself once the limit is reached
+        assert uploader.uploads == 2 and len(store.list_streams(prefix="video-")) == 2

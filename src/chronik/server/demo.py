@@ -368,10 +368,17 @@ class VideoUploader:
     """Uploads a new small synthetic clip every `interval` seconds or so, so the board keeps moving."""
 
     def __init__(
-        self, store: EventStore, blobs: BlobStore, *, interval: float, seed: int | None = None
+        self,
+        store: EventStore,
+        blobs: BlobStore,
+        *,
+        interval: float,
+        seed: int | None = None,
+        limit: int = 100,
     ) -> None:
         self.store = store
         self.blobs = blobs
+        self.limit = limit
         self.interval = interval
         self.random = random.Random(seed)
         self.uploads = 0
@@ -393,7 +400,10 @@ class VideoUploader:
             path.unlink(missing_ok=True)  # the blob folder keeps its own copy, by hash
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval * self.random.uniform(0.7, 1.3)):
+        """Upload until stopped, or until `limit` clips (a demo left running overnight stays small)."""
+        while self.uploads < self.limit and not self._stop.wait(
+            self.interval * self.random.uniform(0.7, 1.3)
+        ):
             try:
                 self.step()
             except Exception:

@@ -16,6 +16,7 @@ chronik.registerApp("video", async (el, params) => {
   const thumbs = new Map();  // video id -> object URL (an attempt's outputs never change)
   onLeave(() => { for (const url of thumbs.values()) URL.revokeObjectURL(url); });
   let selected = params.get("video");
+  let showAll = false;
 
   const note = h("div", {});
   const stats = h("div", { class: "stats", "data-testid": "video-counts" });
@@ -162,8 +163,11 @@ chronik.registerApp("video", async (el, params) => {
     stats.replaceChildren(...order.map((s) => h("div", { class: "stat" },
       h("b", { "data-testid": `count-${s}`, text: found.counts[s] || 0 }), h("span", { text: (STATUS[s] || ["", s])[1] }))));
     const videos = [...found.videos].reverse();
-    boardBox.replaceChildren(videos.length ? h("div", { class: "grid-cards" }, videos.map(card))
-      : h("div", { class: "empty", text: "No video yet: upload one above." }));
+    const shown = showAll ? videos : videos.slice(0, 24);  // the demo's uploader keeps adding clips
+    boardBox.replaceChildren(videos.length ? h("div", { class: "grid-cards" }, shown.map(card))
+      : h("div", { class: "empty", text: "No video yet: upload one above." }),
+    videos.length > shown.length ? h("button", { type: "button", class: "small ghost more", "data-testid": "video-show-all",
+      onclick: () => { showAll = true; load(); } }, `Show all ${videos.length} videos`) : null);
     if (!selected && videos.length) selected = (videos.find((v) => v.status === "succeeded") || videos[0]).video_id;
     await showVideo();
   };
