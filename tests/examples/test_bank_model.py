@@ -107,3 +107,15 @@ def _refused(error: type[Exception], command: Any, *args: Any, **kwargs: Any) ->
     except error:
         return
     raise AssertionError(f"{command.__name__}{args} was accepted; the model refuses it ({error.__name__})")
+
+
+def test_a_lowered_limit_then_a_deposit_is_no_overdraft() -> None:
+    """Found by the model test: the limit lowered below the debt, then a deposit, was flagged overdrawn."""
+    with open_store("memory://") as store:
+        bank = Bank(store)
+        bank.open_account("a", "A", command_id="open", overdraft_limit_cents=1_000)
+        bank.withdraw("a", 1_000, command_id="w")
+        bank.set_overdraft_limit("a", 0, command_id="lower")
+        bank.deposit("a", 1, command_id="d")
+        check = queries.check_ledger(store)
+        assert check.overdrawn == () and check.ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chronik.examples.video import make_sample_video
 from chronik.server.demo import RECEIPTS_GROUP, start_demo
 from chronik.server.keys import keyring_for
 from tests.conftest import REQUIRE_SERVICES
@@ -74,10 +76,25 @@ def page(browser: Browser) -> Iterator[Page]:
 def demo(make_server: ServerFactory) -> LiveServer:
     """The demo's seed and workers, with the shopper idle so that what a test sees is deterministic."""
     live = make_server()
-    start_demo(live.state, interval=3600, lease_ttl=3.0)
+    start_demo(live.state, interval=3600, lease_ttl=3.0, bank_interval=3600, video=False)
     with live.client() as http:
         wait_for(lambda: http.get(f"/api/groups/{RECEIPTS_GROUP}").json()["total_lag"] == 0)
         wait_for(lambda: http.get("/api/projections/carts_by_status").json()["lag"] == 0)
+    return live
+
+
+@pytest.fixture
+def pipeline(make_server: ServerFactory) -> LiveServer:
+    """The demo with its video workers (2 s per job, so "processing" can be seen) and an idle clerk."""
+    live = make_server()
+    start_demo(
+        live.state,
+        interval=3600,
+        lease_ttl=3.0,
+        bank_interval=3600,
+        upload_interval=3600,
+        transcode_pause=2.0,
+    )
     return live
 
 
@@ -266,3 +283,125 @@ def test_the_stream_page_notices_new_events(demo: LiveServer, page: Page) -> Non
     updates.get_by_role("link", name="Show them").click()
     expect(page.get_by_test_id("timeline").locator("li")).to_have_count(3)
     expect(page.get_by_test_id("travel-label")).to_have_text("As of version 2 (ItemAdded)")
+
+
+def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServer, page: Page) -> None:
+    with demo.client() as http:
+        wait_for(
+            lambda: http.get("/api/bank/transfers/seed-dinner").json()["transfer"]["status"] == "completed"
+        )
+        lines = http.get("/api/bank/accounts/carol/statement").json()["lines"]
+    page.goto(demo.url + "/#/apps/bank")
+    expect(page.locator(".sidebar a[data-page='apps/bank']")).to_have_class("active")
+    accounts = page.get_by_test_id("account-table")
+    expect(accounts.locator("tbody tr")).to_have_count(5)
+    expect(page.get_by_test_id("books-status")).to_have_text("books balance")
+    accounts.locator("tr[data-account='carol']").click()
+    chart = page.get_by_test_id("balance-chart")
+    expect(chart).to_have_attribute("data-points", str(len(lines)))
+    expect(chart.locator("circle.point")).to_have_count(len(lines))
+    expect(chart.locator("polyline.series")).to_have_count(1)
+    expect(page.get_by_test_id("account-balance")).to_have_text(f"{lines[-1]['balance_cents'] / 100:.2f} €")
+    statement = page.get_by_test_id("statement-table")
+    expect(statement.locator("tbody tr")).to_have_count(12)  # the newest; the rest on request
+    page.get_by_role("button", name=f"Show all {len(lines)} entries").click()
+    expect(statement.locator("tbody tr")).to_have_count(len(lines))
+    expect(statement.locator("tr", has_text="cash deposit at the branch")).to_contain_text("entered late")
+
+    # The time machine: carol's balance at the end of her first month, by business time.
+    first_month_end = lines[2]["occurred_at"][:19]
+    page.get_by_test_id("asof-time").fill(first_month_end)
+    page.get_by_test_id("asof-go").click()
+    expect(page.get_by_test_id("asof-result")).to_contain_text(f"{lines[2]['balance_cents'] / 100:.2f} €")
+    expect(page.get_by_test_id("asof-result")).to_contain_text("business time")
+    shot(page, "13-bank-accounts")
+
+    # A deposit through the form: the balance and the chart follow.
+    page.get_by_test_id("money-account").select_option("carol")
+    page.get_by_test_id("money-amount").fill("12.34")
+    page.get_by_test_id("deposit").click()
+    expect(page.get_by_test_id("account-balance")).to_have_text(
+        f"{(lines[-1]['balance_cents'] + 1234) / 100:.2f} €"
+    )
+    expect(chart).to_have_attribute("data-points", str(len(lines) + 1))
+    expect(chart.locator("circle.point")).to_have_count(len(lines) + 1)
+
+    # A transfer: initiated by the page, completed by the process manager, its trail one click away.
+    page.get_by_test_id("transfer-from").select_option("alice")
+    page.get_by_test_id("transfer-to").select_option("bob")
+    page.get_by_test_id("transfer-amount").fill("25")
+    page.get_by_test_id("transfer-send").click()
+    newest = page.get_by_test_id("transfer-table").locator("tbody tr").first
+    expect(newest).to_contain_text("alice → bob")
+    expect(newest).to_contain_text("completed", timeout=15_000)
+    newest.click()
+    trail = page.get_by_test_id("transfer-trail")
+    expect(trail).to_contain_text("TransferDebited")
+    expect(trail).to_contain_text("TransferCompleted")
+    shot(page, "14-bank-transfer-trail")
+
+
+def test_video_board_shows_thumbnails_and_statuses_changing(
+    pipeline: LiveServer, page: Page, tmp_path: Path
+) -> None:
+    page.goto(pipeline.url + "/#/apps/video")
+    board = page.get_by_test_id("video-board")
+    expect(board.locator(".video-card")).to_have_count(5)
+    # the seeded clips go from queued through processing to ready on their own, thumbnails appearing
+    expect(board.locator(".video-card[data-status='succeeded']")).to_have_count(4, timeout=40_000)
+    thumbnails = board.locator("img[data-testid='video-thumbnail']")
+    expect(thumbnails).to_have_count(4)
+    wait_for(lambda: all(t.evaluate("img => img.complete && img.naturalWidth > 0") for t in thumbnails.all()))
+    assert thumbnails.first.evaluate("img => img.naturalHeight") == 240  # the source's first frame
+    failed = board.locator(".video-card", has_text="holiday.mp4")
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(page.get_by_test_id("count-succeeded")).to_have_text("4")
+    shot(page, "12-video-board")
+
+    # Upload a clip of one's own: queued or processing first, then ready with its thumbnail.
+    clip = make_sample_video(tmp_path / "my-clip.mp4", seconds=1.0, seed=42)
+    page.get_by_test_id("video-file").set_input_files(str(clip))
+    page.get_by_test_id("video-upload").click()
+    mine = board.locator(".video-card", has_text="my-clip.mp4")
+    expect(mine).to_have_attribute("data-status", re.compile("uploaded|processing"))
+    expect(mine).to_have_attribute("data-status", "processing", timeout=20_000)
+    expect(mine.get_by_test_id("video-status")).to_have_text("processing")
+    expect(mine).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    expect(mine.get_by_test_id("video-thumbnail")).to_be_visible()
+    panel = page.get_by_test_id("video-panel")
+    expect(panel).to_contain_text("my-clip.mp4")
+    expect(page.get_by_test_id("video-timeline")).to_contain_text("VideoProcessingSucceeded")
+    player = page.get_by_test_id("video-player")
+    wait_for(lambda: player.evaluate("v => v.readyState >= 1 && v.duration > 0.5"))
+    shot(page, "15-video-detail")
+
+    # Retry the parked one: it leaves "failed", is tried again, and is parked again (still not a video).
+    failed.click()
+    expect(panel).to_contain_text("holiday.mp4")
+    failed.get_by_test_id("video-retry").click()
+    expect(failed).not_to_have_attribute("data-status", "failed")
+    expect(failed).to_have_attribute("data-status", "failed", timeout=30_000)
+    expect(page.get_by_test_id("video-timeline")).to_contain_text("VideoRetryRequested")
+    shot(page, "16-video-retried")
+
+
+def test_thumbnails_load_behind_an_api_key(make_server: ServerFactory, page: Page) -> None:
+    """With keys, an <img src> could not send one: the page fetches files with it and shows blob: URLs."""
+    live = make_server()
+    _, token = keyring_for(live.store).create("viewer", ["read", "append"], now=live.store.clock())
+    live.state.forget_key_cache()
+    start_demo(
+        live.state, interval=3600, lease_ttl=3.0, bank_interval=3600, upload_interval=3600, transcode_pause=0
+    )
+    with live.client(token) as http:
+        wait_for(lambda: http.get("/api/video/board").json()["counts"].get("succeeded", 0) == 4, 40)
+        thumbnail = http.get("/api/video/board").json()["videos"][0]["thumbnail_url"]
+    with live.client() as anonymous:
+        assert anonymous.get(thumbnail).status_code == 401
+    page.add_init_script(f"localStorage.setItem('chronik.apiKey', {json.dumps(token)})")
+    page.goto(live.url + "/#/apps/video")
+    thumbnails = page.get_by_test_id("video-board").locator("img[data-testid='video-thumbnail']")
+    expect(thumbnails).to_have_count(4)
+    wait_for(lambda: all(t.evaluate("img => img.complete && img.naturalWidth > 0") for t in thumbnails.all()))
+    assert (thumbnails.first.get_attribute("src") or "").startswith("blob:")
+    expect(page.locator("#key-dialog")).not_to_be_visible()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,6 +61,14 @@ def serve(
     * 1024
     * 1024,
     log_level: Annotated[str, typer.Option(help="Log level (debug, info, warning).")] = "info",
+    blobs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for uploaded videos and their outputs (default: beside a SQLite file, "
+            "app.db -> app-blobs/; else ./chronik-blobs).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API, live subscriptions, /metrics and the web console (http://HOST:PORT/)."""
     import uvicorn
@@ -90,7 +99,9 @@ def serve(
                 "--scope read), or bind to 127.0.0.1.",
                 2,
             )
-        app = create_app(store, keyring=ring, allow_anonymous=loopback, max_body_bytes=max_body_bytes)
+        app = create_app(
+            store, keyring=ring, allow_anonymous=loopback, max_body_bytes=max_body_bytes, blobs_dir=blobs
+        )
         if demo:
             start_demo(app.state.chronik)
         shown = f"[{host}]" if ":" in host else host

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -57,8 +59,13 @@ def create_app(
     applications: Sequence[str] = APPLICATION_MODULES,
     group_handlers: dict[str, GroupHandler] | None = None,
     console: bool = True,
+    blobs_dir: Path | None = None,
 ) -> FastAPI:
-    """Build the app. `allow_anonymous` (loopback only) lets requests without a key in while no key exists."""
+    """Build the app. `allow_anonymous` (loopback only) lets requests without a key in while no key exists.
+
+    `blobs_dir` is where uploaded videos and their outputs live; by default beside a SQLite file
+    (`app.db` -> `app-blobs/`), else `./chronik-blobs` (see `default_blobs_dir`).
+    """
     if keyring is None:
         try:
             keyring = keyring_for(store)
@@ -72,6 +79,7 @@ def create_app(
         allow_anonymous=allow_anonymous,
         max_body_bytes=max_body_bytes,
         group_handlers=dict(group_handlers or {}),
+        blobs_dir=blobs_dir if blobs_dir is not None else default_blobs_dir(store),
     )
 
     @asynccontextmanager
@@ -105,6 +113,19 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(MetricsAndHeaders, metrics=metrics)
     return app
+
+
+def default_blobs_dir(store: EventStore) -> Path:
+    """Beside the SQLite file (a demo's blobs go where its database goes); for `memory://`, whose
+    events vanish with the process, a folder under the system's temporary directory; else
+    `./chronik-blobs`. Nothing is created until a video is stored."""
+    path = getattr(store, "path", None)
+    if isinstance(path, str | Path) and str(path) not in ("", ":memory:"):
+        database = Path(path)
+        return database.with_name(f"{database.stem}-blobs")
+    if store.url.startswith("memory"):
+        return Path(tempfile.gettempdir()) / f"chronik-blobs-{os.getpid()}-{id(store):x}"
+    return Path("chronik-blobs")
 
 
 def _include_applications(app: FastAPI, modules: Iterable[str]) -> list[AppPage]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
@@ -56,6 +57,7 @@ class ServerState:
     background: list[Callable[[], None]] = field(default_factory=list)  # stop functions, run at shutdown
     subscription_positions: dict[int, int] = field(default_factory=dict)
     demo: dict[str, Any] = field(default_factory=dict)  # the demo's moving parts, for tests
+    blobs_dir: Path | None = None  # the video example's content-addressed blob folder (made on first use)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     _keys_checked: float = 0.0

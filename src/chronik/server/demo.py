@@ -9,22 +9,37 @@ What runs (all threads of the server process, stopped with it):
   so events get retried, parked, and can be replayed from the console once it works again;
 * a shopper: every second or two it adds items, removes one, checks a cart out or changes a price.
 
-Video and bank join here once their branch is merged (`seed_video`, `seed_bank` beside `seed_cart`).
+* the bank (`seed_bank`): five accounts with a year of back-dated history (salaries, rent, a
+  deposit entered late), a few transfers; the transfer process manager (a `bank-transfers` group
+  member), the `bank_accounts` and `bank_monthly_statements` projections, and a clerk who makes a
+  deposit, a withdrawal or a transfer every few seconds (now and then one that is rejected);
+* the video pipeline (`seed_video`, needs the `video` extra): a few synthetic clips uploaded, one
+  of them corrupt (it fails, is parked, and can be retried from the console); video workers
+  (threads, in this process); the `video_board` projection; and an uploader who adds a new short
+  clip every half minute or so. Without PyAV the rest of the demo runs and the page says why the
+  board is empty.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from chronik.clock import ManualClock
 from chronik.domain import aggregates
 from chronik.errors import ChronikError
 from chronik.events.envelope import NewEvent, RecordedEvent
+from chronik.examples.bank import TRANSFER_GROUP, Bank, transfer_manager
 from chronik.examples.cart import Cart, Product, check_out
+from chronik.examples.video import BlobStore, VideoWorker, make_sample_video, upload_video
 from chronik.groups import GroupConfig, GroupMember
 from chronik.projections import ProjectionRunner, UnsupportedStore, projection_named
 from chronik.server.context import ServerState
@@ -119,6 +134,148 @@ def _act(store: EventStore, cart_id: str, action: str, sku: str, amount: int, *,
         )
 
 
+BANK_ACCOUNTS: Final = (
+    ("alice", "Alice Martin", 0),
+    ("bob", "Bob Okafor", 50_000),
+    ("carol", "Carol Nguyen", 0),
+    ("dev", "Dev Patel", 20_000),
+    ("eve", "Eve Larsen", 0),
+)
+
+
+def seed_bank(store: EventStore, *, now: datetime | None = None) -> int:
+    """Five accounts with a year of history, and three transfers; once per store. Returns the commands run.
+
+    On a fresh log the history is recorded on a manual clock that walks through the past year, so
+    each entry's recorded time is its business time, as if the bank had been running all along;
+    then one cash deposit from the spring is entered "today" but dated in the spring, so business
+    time and recorded time differ for it (the console's time machine shows both). On a log that
+    already holds events (recorded time never goes backwards) the history is back-dated by
+    business time only. The transfers are only initiated: the process manager started by
+    `start_demo` moves the money, so a newcomer sees them complete.
+    """
+    if store.list_streams(prefix="account-", limit=1):
+        return 0
+    bank = Bank(store, actor="demo-teller")
+    now = now or datetime.now(UTC)
+    year_ago = (now - timedelta(days=365)).replace(hour=9, minute=0, second=0, microsecond=0)
+    manual = ManualClock(year_ago) if store.head_position() == 0 else None
+    original_clock = store.clock
+    if manual is not None:
+        store.clock = manual  # nothing else writes yet: start_demo seeds before starting any worker
+
+    def on(day: datetime) -> datetime | None:
+        """Business time `day`: the clock's time on a fresh log, else an explicit back-dating."""
+        if manual is None:
+            return day
+        manual.set(day)
+        return None
+
+    commands = 0
+    salaries = {"alice": 310_000, "bob": 245_000, "carol": 198_000, "dev": 276_000, "eve": 150_000}
+    rents = {"alice": 120_000, "bob": 135_000, "carol": 90_000, "dev": 110_000, "eve": 70_000}
+    try:
+        for account_id, owner, limit in BANK_ACCOUNTS:
+            bank.open_account(
+                account_id, owner, command_id="open", overdraft_limit_cents=limit, occurred_at=on(year_ago)
+            )
+            commands += 1
+        for month in range(12):
+            day = year_ago + timedelta(days=30 * month + 1)
+            for step, (what, offset) in enumerate((("salary", 0), ("rent", 2), ("card", 14))):
+                for index, (account_id, _, _) in enumerate(BANK_ACCOUNTS):
+                    when = on(day + timedelta(days=offset, minutes=index + 10 * step))
+                    if what == "salary":
+                        bank.deposit(
+                            account_id,
+                            salaries[account_id],
+                            command_id=f"salary-{month}",
+                            description="salary",
+                            occurred_at=when,
+                        )
+                    elif what == "rent":
+                        bank.withdraw(
+                            account_id,
+                            rents[account_id],
+                            command_id=f"rent-{month}",
+                            description="rent",
+                            occurred_at=when,
+                        )
+                    else:
+                        spent = 20_000 + 9_000 * ((month * 7 + index * 3) % 11)  # some months are dearer
+                        bank.withdraw(
+                            account_id,
+                            spent,
+                            command_id=f"card-{month}",
+                            description="card payments",
+                            occurred_at=when,
+                        )
+                    commands += 1
+        on(now - timedelta(days=2))
+        bank.deposit(
+            "carol",
+            45_000,
+            command_id="branch-deposit",
+            description="cash deposit at the branch",
+            occurred_at=year_ago + timedelta(days=95, hours=3),
+        )
+    finally:
+        store.clock = original_clock
+    for transfer_id, source, target, cents, reference in (
+        ("seed-rent-share", "alice", "bob", 60_000, "rent share"),
+        ("seed-dinner", "dev", "carol", 4_500, "dinner"),
+        ("seed-too-much", "eve", "alice", 10_000_000, "a car"),  # rejected: not enough money
+    ):
+        bank.initiate_transfer(transfer_id, source, target, cents, reference=reference)
+        commands += 1
+    return commands + 1
+
+
+class BankClerk:
+    """Every `interval` seconds or so: a deposit, a withdrawal or a transfer between the demo's accounts."""
+
+    def __init__(self, store: EventStore, *, interval: float, seed: int | None = None) -> None:
+        self.bank = Bank(store, actor="demo-clerk")
+        self.interval = interval
+        self.random = random.Random(seed)
+        self.actions = 0
+        self._stop = threading.Event()
+
+    def step(self) -> None:
+        r = self.random
+        ids = [account_id for account_id, _, _ in BANK_ACCOUNTS]
+        command = f"clerk-{uuid.uuid4().hex[:10]}"
+        roll = r.random()
+        if roll < 0.3:
+            self.bank.deposit(
+                r.choice(ids), r.randrange(1_000, 40_000, 100), command_id=command, description="deposit"
+            )
+        elif roll < 0.5:
+            self.bank.withdraw(
+                r.choice(ids), r.randrange(1_000, 15_000, 100), command_id=command, description="cash machine"
+            )
+        else:
+            source, target = r.sample(ids, 2)
+            # now and then more than the source holds: the process manager rejects it
+            cents = r.randrange(500, 30_000, 100) if r.random() < 0.9 else 50_000_000
+            self.bank.initiate_transfer(
+                command, source, target, cents, reference=r.choice(["lunch", "gift", "rent", "tickets"])
+            )
+        self.actions += 1
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval * self.random.uniform(0.6, 1.4)):
+            try:
+                self.step()
+            except ChronikError as error:  # insufficient funds and the like: clerks shrug and go on
+                log.info("bank clerk: %s", error)
+            except Exception:
+                log.exception("bank clerk step failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class Shopper:
     """Random but plausible activity, one action per `interval` seconds, until stopped."""
 
@@ -186,14 +343,125 @@ class Shopper:
         self._stop.set()
 
 
+def seed_video(store: EventStore, blobs: BlobStore, *, clips: int = 4) -> list[str]:
+    """A few short synthetic clips and one corrupt file, uploaded once per store; returns the video ids.
+
+    Needs PyAV (the `video` extra) to make the clips. The corrupt file is the seed's bad upload: its
+    attempts fail with a reason, it is parked, and the console's Retry button asks for another go.
+    """
+    if store.list_streams(prefix="video-", limit=1):
+        return []
+    samples = blobs.root / "demo-samples"
+    ids = []
+    for index in range(clips):
+        path = make_sample_video(
+            samples / f"clip-{index + 1}.mp4", seconds=1.0 + 0.5 * (index % 3), seed=index
+        )
+        ids.append(upload_video(store, blobs, path, uploader=("ann", "bob", "chen", "dara")[index % 4]))
+    corrupt = samples / "holiday.mp4"
+    corrupt.write_text("not a video at all, just a text file with the wrong name\n" * 20)
+    ids.append(upload_video(store, blobs, corrupt, uploader="eve"))
+    return ids
+
+
+class VideoUploader:
+    """Uploads a new small synthetic clip every `interval` seconds or so, so the board keeps moving."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        blobs: BlobStore,
+        *,
+        interval: float,
+        seed: int | None = None,
+        limit: int = 100,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.limit = limit
+        self.interval = interval
+        self.random = random.Random(seed)
+        self.uploads = 0
+        self._stop = threading.Event()
+
+    def step(self) -> str:
+        self.uploads += 1
+        name = f"clip-{time.strftime('%H%M%S')}.mp4"
+        path = make_sample_video(
+            self.blobs.root / "demo-samples" / name,
+            seconds=self.random.choice((1.0, 1.5, 2.0)),
+            seed=self.random.randrange(1_000_000),
+        )
+        try:
+            return upload_video(
+                self.store, self.blobs, path, uploader=self.random.choice(("ann", "bob", "chen"))
+            )
+        finally:
+            path.unlink(missing_ok=True)  # the blob folder keeps its own copy, by hash
+
+    def run(self) -> None:
+        """Upload until stopped, or until `limit` clips (a demo left running overnight stays small)."""
+        while self.uploads < self.limit and not self._stop.wait(
+            self.interval * self.random.uniform(0.7, 1.3)
+        ):
+            try:
+                self.step()
+            except Exception:
+                log.exception("video uploader step failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class DemoThreads:
+    """The demo's worker threads. At shutdown every one is told to stop first, then all are awaited
+    together (10 s in all), so a video worker finishing a transcode does not hold the others up."""
+
+    running: list[tuple[threading.Thread, Callable[[], None]]] = field(default_factory=list)
+
+    def start(self, name: str, run: Callable[[], None], stop: Callable[[], None]) -> None:
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self.running.append((thread, stop))
+
+    def stop(self) -> None:
+        for _, stop in self.running:
+            stop()
+        deadline = time.monotonic() + 10
+        for thread, _ in self.running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("demo thread %s did not stop within 10 s", thread.name)
+
+
 def start_demo(
-    state: ServerState, *, interval: float = 1.5, lease_ttl: float = 6.0, seed: int | None = None
+    state: ServerState,
+    *,
+    interval: float = 1.5,
+    lease_ttl: float = 6.0,
+    seed: int | None = None,
+    bank_interval: float = 4.0,
+    video: bool = True,
+    video_workers: int = 2,
+    upload_interval: float = 20.0,
+    transcode_pause: float = 3.0,
 ) -> None:
-    """Seed the cart example and start its workers; their stop functions go to `state.background`."""
+    """Seed the three applications and start their workers; their stop functions go to `state.background`."""
     store = state.store
+    seed_bank(store)  # first: on a fresh log its history is recorded through the past year
     seed_cart(store)
+    with_video = video and state.blobs_dir is not None and importlib.util.find_spec("av") is not None
+    if video and not with_video:
+        log.warning(
+            "demo without video workers: the pipeline transcodes with PyAV (pip install 'chronik[video]')"
+        )
+    blobs = BlobStore(state.blobs_dir) if with_video and state.blobs_dir is not None else None
+    if blobs is not None:
+        seed_video(store, blobs)
+    names = ["carts_by_status", "product_prices", "bank_accounts", "bank_monthly_statements", "video_board"]
     try:
-        projections = [projection_named(name)(store) for name in ("carts_by_status", "product_prices")]
+        projections = [projection_named(name)(store) for name in names]
     except UnsupportedStore as error:  # memory://: no SQL tables; the rest of the demo still runs
         log.warning("demo without projections: %s", error)
         projections = []
@@ -204,6 +472,8 @@ def start_demo(
         runner.start()
         state.background.append(runner.stop)
 
+    threads = DemoThreads()
+    state.background.append(threads.stop)
     printer = ReceiptPrinter()
     member = GroupMember(
         store,
@@ -216,22 +486,34 @@ def start_demo(
     )
     state.group_handlers[RECEIPTS_GROUP] = printer
     state.members.append(member)
-    member_thread = threading.Thread(target=member.run, name="demo-receipts", daemon=True)
-    member_thread.start()
+    threads.start("demo-receipts", member.run, member.stop)
 
-    def stop_member() -> None:
-        member.stop()
-        member_thread.join(5)
-
-    state.background.append(stop_member)
+    transfers = transfer_manager(store, member_id="demo-transfers", lease_ttl=lease_ttl)
+    state.group_handlers[TRANSFER_GROUP] = transfers.handler
+    state.members.append(transfers)
+    threads.start("demo-transfers", transfers.run, transfers.stop)
 
     shopper = Shopper(store, printer, interval=interval, seed=seed)
-    shopper_thread = threading.Thread(target=shopper.run, name="demo-shopper", daemon=True)
-    shopper_thread.start()
+    threads.start("demo-shopper", shopper.run, shopper.stop)
+    clerk = BankClerk(store, interval=bank_interval, seed=seed)
+    threads.start("demo-clerk", clerk.run, clerk.stop)
+    state.demo = {"printer": printer, "shopper": shopper, "clerk": clerk, "transfers": transfers}
 
-    def stop_shopper() -> None:
-        shopper.stop()
-        shopper_thread.join(5)
-
-    state.background.append(stop_shopper)
-    state.demo = {"printer": printer, "shopper": shopper}
+    if blobs is not None:
+        workers = [
+            # `transcode_pause`: a small clip transcodes in a blink; a pause lets the board show "processing"
+            VideoWorker(
+                store,
+                blobs,
+                worker_id=f"demo-video-{index + 1}",
+                lease_ttl=30.0,
+                max_attempts=2,
+                slow_seconds=transcode_pause,
+            )
+            for index in range(video_workers)
+        ]
+        for worker in workers:
+            threads.start(worker.worker_id, worker.run, worker.stop)
+        uploader = VideoUploader(store, blobs, interval=upload_interval, seed=seed)
+        threads.start("demo-uploader", uploader.run, uploader.stop)
+        state.demo.update(video_workers=workers, uploader=uploader)

@@ -189,8 +189,8 @@ class LedgerCheck(msgspec.Struct, frozen=True):
     """The books, recomputed from the log.
 
     `balanced`: the balances plus the money in transit equal deposits minus withdrawals (transfers
-    create and destroy nothing). `overdrawn`: accounts whose balance ever went below minus their
-    limit. `drift`: rows of the balance projection that disagree with the log.
+    create and destroy nothing). `overdrawn`: accounts that a withdrawal or a debit ever took below
+    minus their limit at that moment. `drift`: rows of the balance projection that disagree with the log.
     """
 
     accounts: int
@@ -246,7 +246,9 @@ def check_ledger(
         elif event.type in BALANCE_EVENTS:
             amount = signed_amount(event.type, data)
             balance[entity] += amount
-            if balance[entity] < -limit[entity]:
+            # Only money going out can overdraw: an account whose limit was lowered below its debt
+            # is over its limit, but a deposit that reduces the debt is no overdraft.
+            if amount < 0 and balance[entity] < -limit[entity]:
                 overdrawn.add(entity)
             if event.type == "FundsDeposited":
                 deposits += amount

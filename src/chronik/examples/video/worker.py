@@ -259,7 +259,9 @@ class VideoWorker:
             attempt = video.state.attempts
             log.info("%s processes %s (attempt %d, epoch %d)", self.worker_id, video.stream, attempt, epoch)
             if self.slow_seconds:
-                time.sleep(self.slow_seconds)  # a slow transcoder, for demos and tests
+                self._stop.wait(
+                    self.slow_seconds
+                )  # a slow transcoder, for demos and tests (stop cuts it short)
             folder = self.blobs.attempt_folder(video.id, self.worker_id, epoch, attempt)
             try:
                 rendition = transcode(Path(video.state.path), folder / "360p.mp4", folder / "thumbnail.png")

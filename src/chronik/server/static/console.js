@@ -84,15 +84,16 @@
     el._timer = setTimeout(() => el.classList.remove("show"), 2600);
   }
 
-  /* A line chart as inline SVG: points are [x, y] numbers; the bank's balance-over-time uses it too. */
-  function lineChart(points, { width = 1100, height = 160, yLabel = "", testid } = {}) {
+  /* A line chart as inline SVG: points are [x, y] numbers; the bank's balance-over-time uses it too.
+   * `dots` marks each point (with a tooltip from `titles`), `xLabels` writes [left, right] under the axis. */
+  function lineChart(points, { width = 1100, height = 160, yLabel = "", testid, dots = false, titles = [], xLabels = null, yFormat = (v) => String(Math.round(v)), padLeft = 40 } = {}) {
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.setAttribute("class", "spark");
     svg.setAttribute("role", "img");
     if (testid) svg.setAttribute("data-testid", testid);
-    const pad = { left: 40, right: 8, top: 10, bottom: 18 };
+    const pad = { left: padLeft, right: 8, top: 10, bottom: 18 };
     const xs = points.map((p) => p[0]);
     const ys = points.map((p) => p[1]);
     const [x0, x1] = [Math.min(...xs, 0), Math.max(...xs, 1)];
@@ -112,8 +113,12 @@
     };
     line(pad.left, sy(y0), width - pad.right, sy(y0), "axis");
     line(pad.left, sy(y1), width - pad.right, sy(y1), "grid");
-    text(pad.left - 6, sy(y1) + 4, String(Math.round(y1)), "tick");
-    text(pad.left - 6, sy(y0) + 4, String(Math.round(y0)), "tick");
+    text(pad.left - 6, sy(y1) + 4, yFormat(y1), "tick");
+    text(pad.left - 6, sy(y0) + 4, yFormat(y0), "tick");
+    if (xLabels) {
+      text(pad.left, height - 3, xLabels[0], "label");
+      text(width - pad.right, height - 3, xLabels[1], "tick");
+    }
     if (yLabel) text(pad.left + 4, pad.top + 2, yLabel, "label");
     if (points.length) {
       const path = document.createElementNS(svgNS, "polyline");
@@ -121,6 +126,20 @@
       path.setAttribute("class", "series");
       svg.append(path);
     }
+    if (dots) {
+      points.forEach(([x, y], index) => {
+        const dot = document.createElementNS(svgNS, "circle");
+        dot.setAttribute("cx", sx(x).toFixed(1)); dot.setAttribute("cy", sy(y).toFixed(1));
+        dot.setAttribute("r", "3.5"); dot.setAttribute("class", "point");
+        if (titles[index]) {
+          const title = document.createElementNS(svgNS, "title");
+          title.textContent = titles[index];
+          dot.append(title);
+        }
+        svg.append(dot);
+      });
+    }
+    svg.dataset.points = String(points.length);
     return svg;
   }
 
@@ -166,7 +185,7 @@
   async function api(path, options = {}) {
     const headers = { Accept: "application/json", ...authHeaders(), ...(options.headers || {}) };
     let body = options.body;
-    if (body !== undefined && typeof body !== "string") {
+    if (body !== undefined && typeof body !== "string" && !(body instanceof FormData)) {
       body = JSON.stringify(body);
       headers["Content-Type"] = "application/json";
     }
@@ -179,6 +198,17 @@
       throw new ApiError(response.status, data || {});
     }
     return data;
+  }
+
+  /* A file from the API (a thumbnail, a video) as an object URL: <img src> could not send the API key. */
+  async function blobUrl(path) {
+    const response = await fetch(path, { headers: authHeaders() });
+    if (!response.ok) {
+      const problem = await response.json().catch(() => ({}));
+      if (response.status === 401) askForKey();
+      throw new ApiError(response.status, problem);
+    }
+    return URL.createObjectURL(await response.blob());
   }
 
   /* Server-Sent Events over fetch (EventSource cannot send an Authorization header). */
@@ -735,7 +765,7 @@
     else el.append(h("div", { class: "empty", text: "No such page." }));
   }
 
-  window.chronik = { lineChart, api, h, jsonView, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe };
+  window.chronik = { lineChart, api, h, jsonView, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe, blobUrl };
   window.addEventListener("hashchange", route);
   pollHead();
   loadApps().then(route);

@@ -1,0 +1,301 @@
+"""The seed's bank over HTTP: accounts, deposits and withdrawals, transfers, statements, the time machine.
+
+Every command goes through `chronik.examples.bank.Bank`, so the bank's rules hold here exactly as
+in Python: a command carries a `command_id`, and sending it again (a client that timed out and
+retries) is acknowledged with `already_done: true` and moves no money twice. A transfer is only
+*initiated* here; the transfer process manager (a consumer group, `bank-transfers`, run by
+`chronik serve --demo` or any process calling `Bank.process_transfers`) moves the money, so a
+transfer's status is read back from its own stream.
+
+Balances and statements are read from the accounts' own events, so they can be asked "as of" a
+business time (`occurred_at`: what was true in the world) or a recorded time (`recorded_at`,
+`known_at`: what the bank knew then). The account list and the monthly summaries come from the
+bank's projections, caught up before each answer (they include every event written before the
+request, whether or not a projection runner is running).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from chronik.errors import AggregateNotFound
+from chronik.examples.bank import AccountBalances, Bank, CommandResult, Transfer, queries
+from chronik.projections import Projection, catch_up
+from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
+from chronik.server.problems import Problem
+from chronik.server.routes.projections import projection_for
+
+router = APIRouter(prefix="/api/bank", tags=["bank example"])
+page = AppPage(
+    name="bank",
+    title="Bank",
+    description="The seed's bank: accounts, transfers, statements and balances over time.",
+)
+
+Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+CommandId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-/]+$")]
+Cents = Annotated[int, Field(ge=1, le=10**12)]
+Text = Annotated[str, Field(max_length=200)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC, as everywhere in the API."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class OpenAccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Id
+    owner: Text = Field(min_length=1)
+    command_id: CommandId
+    overdraft_limit_cents: int = Field(default=0, ge=0, le=10**12)
+    occurred_at: datetime | None = None
+
+
+class MoneyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_cents: Cents
+    command_id: CommandId
+    description: Text = ""
+    occurred_at: datetime | None = Field(
+        default=None, description="business time, to back-date an entry (default: when it is recorded)"
+    )
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transfer_id: Id = Field(
+        description="the transfer's id, also its command id: re-sending it changes nothing"
+    )
+    source: Id
+    target: Id
+    amount_cents: Cents
+    reference: Text = ""
+
+
+def _bank(key_name: str, state: ServerState) -> Bank:
+    return Bank(state.store, actor=key_name or "api")
+
+
+def _result(result: CommandResult) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(result)
+    return out
+
+
+def _fresh(state: ServerState, name: str) -> Projection:
+    """The server's instance of a bank projection, with every event written so far applied."""
+    projection = projection_for(state, name)
+    catch_up(projection)
+    return projection
+
+
+def _balance(state: ServerState, account_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(queries.balance_as_of(state.store, account_id))
+    return out
+
+
+# -- accounts -----------------------------------------------------------------------------------------
+
+
+@router.get("/accounts", summary="Accounts with their balances")
+def list_accounts(
+    state: StateDep,
+    key: ReadKey,
+    prefix: Annotated[str, Query(max_length=100)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """From the `bank_accounts` projection, by account id; `total_balance_cents` sums the page."""
+    check_stream_access(key, "account-")
+    projection = _fresh(state, "bank_accounts")
+    assert isinstance(projection, AccountBalances)
+    rows = queries.accounts(state.store, prefix=prefix, limit=limit)
+    return {
+        "accounts": msgspec.to_builtins(rows),
+        "total_balance_cents": sum(row.balance_cents for row in rows),
+        "position": projection.position(),
+    }
+
+
+@router.post("/accounts", summary="Open an account")
+def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+    """422 (`AccountAlreadyOpened`) if another command took the id; the same command again is acknowledged."""
+    check_stream_access(key, f"account-{body.account_id}")
+    result = _bank(key.name, state).open_account(
+        body.account_id,
+        body.owner,
+        command_id=body.command_id,
+        overdraft_limit_cents=body.overdraft_limit_cents,
+        occurred_at=_utc(body.occurred_at),
+    )
+    return {**_result(result), "account": _balance(state, body.account_id)}
+
+
+@router.get("/accounts/{account_id}", summary="An account's balance, now or as of a moment")
+def account_balance(
+    account_id: Id,
+    state: StateDep,
+    key: ReadKey,
+    occurred_at: Annotated[
+        datetime | None, Query(description="business time: what was true in the world then")
+    ] = None,
+    recorded_at: Annotated[
+        datetime | None, Query(description="recorded time: what the bank knew then")
+    ] = None,
+) -> dict[str, Any]:
+    """Replays the account's events up to the moment.
+
+    404 if it did not exist (yet) then; 400 if both kinds of time are given.
+    """
+    check_stream_access(key, f"account-{account_id}")
+    balance = queries.balance_as_of(
+        state.store, account_id, occurred_at=_utc(occurred_at), recorded_at=_utc(recorded_at)
+    )
+    out: dict[str, Any] = msgspec.to_builtins(balance)
+    return out
+
+
+@router.post("/accounts/{account_id}/deposits", summary="Deposit money")
+def deposit(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+    check_stream_access(key, f"account-{account_id}")
+    result = _bank(key.name, state).deposit(
+        account_id,
+        body.amount_cents,
+        command_id=body.command_id,
+        description=body.description,
+        occurred_at=_utc(body.occurred_at),
+    )
+    return {**_result(result), "account": _balance(state, account_id)}
+
+
+@router.post("/accounts/{account_id}/withdrawals", summary="Withdraw money")
+def withdraw(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+    """422 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
+    check_stream_access(key, f"account-{account_id}")
+    result = _bank(key.name, state).withdraw(
+        account_id,
+        body.amount_cents,
+        command_id=body.command_id,
+        description=body.description,
+        occurred_at=_utc(body.occurred_at),
+    )
+    return {**_result(result), "account": _balance(state, account_id)}
+
+
+@router.get("/accounts/{account_id}/statement", summary="A statement of a period, as known at a moment")
+def account_statement(
+    account_id: Id,
+    state: StateDep,
+    key: ReadKey,
+    start: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
+    end: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
+    known_at: Annotated[
+        datetime | None, Query(description="recorded time: the statement as it would have been printed then")
+    ] = None,
+) -> dict[str, Any]:
+    """Lines in business-time order, each with the running balance (the console's chart draws them)."""
+    check_stream_access(key, f"account-{account_id}")
+    found = queries.statement(
+        state.store, account_id, start=_utc(start), end=_utc(end), known_at=_utc(known_at)
+    )
+    out: dict[str, Any] = msgspec.to_builtins(found)
+    return out
+
+
+@router.get("/accounts/{account_id}/months", summary="Monthly summaries by business time")
+def account_months(account_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
+    """From the `bank_monthly_statements` projection; 404 for an account that was never opened."""
+    check_stream_access(key, f"account-{account_id}")
+    if state.store.stream_version(f"account-{account_id}") is None:
+        raise AggregateNotFound(f"account-{account_id}")
+    _fresh(state, "bank_monthly_statements")
+    return {
+        "account_id": account_id,
+        "months": msgspec.to_builtins(queries.monthly_statements(state.store, account_id)),
+    }
+
+
+# -- transfers ----------------------------------------------------------------------------------------
+
+
+def _transfer_out(transfer: Transfer) -> dict[str, Any]:
+    return {"transfer_id": transfer.id, "version": transfer.version, **transfer.to_dict()}
+
+
+@router.get("/transfers", summary="Recent transfers")
+def list_transfers(
+    state: StateDep,
+    key: ReadKey,
+    account: Annotated[
+        str | None, Query(max_length=100, description="only those from or to this account")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict[str, Any]:
+    """The most recently changed transfers first, with their status (read from each transfer's stream)."""
+    check_stream_access(key, "transfer-")
+    streams = sorted(
+        state.store.list_streams(prefix="transfer-", limit=10_000),
+        key=lambda info: info.last_recorded_at,
+        reverse=True,
+    )
+    bank = Bank(state.store)
+    transfers = []
+    for info in streams:
+        transfer = bank.transfer_state(info.stream.partition("-")[2])
+        if account is not None and account not in (transfer.state.source, transfer.state.target):
+            continue
+        transfers.append({**_transfer_out(transfer), "updated_at": info.last_recorded_at.isoformat()})
+        if len(transfers) >= limit:
+            break
+    return {"transfers": transfers}
+
+
+@router.post("/transfers", summary="Initiate a transfer")
+def initiate_transfer(body: TransferIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+    """Records `TransferInitiated`; the process manager debits, credits (or refunds) shortly after.
+
+    Follow it on `GET /api/bank/transfers/{id}`. A transfer refused for lack of funds or a frozen
+    account is *rejected* there, not here: the rules are the accounts', checked when the money moves.
+    """
+    check_stream_access(key, f"transfer-{body.transfer_id}")
+    result = _bank(key.name, state).initiate_transfer(
+        body.transfer_id, body.source, body.target, body.amount_cents, reference=body.reference
+    )
+    transfer = Bank(state.store).transfer_state(body.transfer_id)
+    return {**_result(result), "transfer": _transfer_out(transfer)}
+
+
+@router.get("/transfers/{transfer_id}", summary="A transfer's status and its audit trail")
+def transfer_detail(transfer_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
+    """The trail is every event the transfer caused, in every stream, in log order (its correlation id)."""
+    check_stream_access(key, f"transfer-{transfer_id}")
+    transfer = Bank(state.store).transfer_state(transfer_id)
+    trail = queries.transfer_trail(state.store, transfer_id)
+    if not all(key.allows_stream(entry.stream) for entry in trail):
+        raise Problem(
+            403, "Forbidden", f"the trail of {transfer_id!r} reaches streams the key {key.name!r} cannot read"
+        )
+    return {"transfer": _transfer_out(transfer), "trail": msgspec.to_builtins(trail)}
+
+
+# -- the books ----------------------------------------------------------------------------------------
+
+
+@router.get("/ledger", summary="The books, recomputed from the log")
+def ledger(state: StateDep, key: ReadKey) -> dict[str, Any]:
+    """Balances + in transit = deposits - withdrawals; nobody overdrawn; the projection agrees."""
+    check_stream_access(key, "account-")
+    check_stream_access(key, "transfer-")
+    projection = _fresh(state, "bank_accounts")
+    assert isinstance(projection, AccountBalances)
+    check = queries.check_ledger(state.store, projection=projection)
+    return {**msgspec.to_builtins(check), "balanced": check.balanced, "ok": check.ok}
