@@ -356,6 +356,8 @@ def test_video_board_shows_thumbnails_and_statuses_changing(
     failed = board.locator(".video-card", has_text="holiday.mp4")
     expect(failed).to_have_attribute("data-status", "failed")
     expect(page.get_by_test_id("count-succeeded")).to_have_text("4")
+    # only cards (and at most a "show all" button) on the board: no stray text such as "null"
+    assert board.evaluate("b => [...b.childNodes].every(n => n.nodeType === Node.ELEMENT_NODE)")
     shot(page, "12-video-board")
 
     # Upload a clip of one's own: queued or processing first, then ready with its thumbnail.

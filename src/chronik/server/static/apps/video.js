@@ -164,10 +164,11 @@ chronik.registerApp("video", async (el, params) => {
       h("b", { "data-testid": `count-${s}`, text: found.counts[s] || 0 }), h("span", { text: (STATUS[s] || ["", s])[1] }))));
     const videos = [...found.videos].reverse();
     const shown = showAll ? videos : videos.slice(0, 24);  // the demo's uploader keeps adding clips
+    const more = videos.length > shown.length ? [h("button", { type: "button", class: "small ghost more",
+      "data-testid": "video-show-all", onclick: () => { showAll = true; load(); } }, `Show all ${videos.length} videos`)] : [];
+    // replaceChildren would print a null argument as the text "null": pass only real nodes
     boardBox.replaceChildren(videos.length ? h("div", { class: "grid-cards" }, shown.map(card))
-      : h("div", { class: "empty", text: "No video yet: upload one above." }),
-    videos.length > shown.length ? h("button", { type: "button", class: "small ghost more", "data-testid": "video-show-all",
-      onclick: () => { showAll = true; load(); } }, `Show all ${videos.length} videos`) : null);
+      : h("div", { class: "empty", text: "No video yet: upload one above." }), ...more);
     if (!selected && videos.length) selected = (videos.find((v) => v.status === "succeeded") || videos[0]).video_id;
     await showVideo();
   };
