@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import ClassVar, Final
 
 import msgspec
 
@@ -137,34 +137,26 @@ class KeyRing(abc.ABC):
     def has_active_keys(self) -> bool: ...
 
 
-class SQLiteKeyRing(KeyRing):
-    SQL_CREATE: Final = """CREATE TABLE IF NOT EXISTS api_keys (
-        key_id          TEXT PRIMARY KEY,    -- 12 hex digits, the public half of a token
-        name            TEXT NOT NULL,
-        secret_sha256   TEXT NOT NULL,       -- the secret itself is never stored
-        scopes          TEXT NOT NULL,       -- comma-separated: read, append, admin
-        stream_prefixes TEXT NOT NULL,       -- comma-separated; empty: every stream
-        created_at      TEXT NOT NULL,
-        revoked_at      TEXT
-    ) WITHOUT ROWID"""
+class SQLKeyRing(KeyRing):
+    """The `api_keys` table beside the events; subclasses say how to reach their database.
+
+    Statements use `?` placeholders; a backend whose driver wants another style rewrites them in
+    `_write`/`_query`.
+    """
+
+    SQL_CREATE: ClassVar[str]
     SQL_COLUMNS: Final = "key_id, name, scopes, stream_prefixes, created_at, revoked_at, secret_sha256"
 
     def __init__(self, store: EventStore) -> None:
-        connection = getattr(store, "connection", None)
-        if connection is None:
-            raise KeyRingError(f"{store!r} has no SQL connection for the api_keys table")
         self.store = store
-        with store.transaction() as uow:
-            self._connection_of(uow).execute(self.SQL_CREATE)
+        self._write(self.SQL_CREATE, ())
 
-    @staticmethod
-    def _connection_of(uow: object) -> sqlite3.Connection:
-        connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
-        return connection
+    @abc.abstractmethod
+    def _write(self, sql: str, params: Sequence[object]) -> int:
+        """Run one statement in its own transaction; the number of rows it changed."""
 
-    def _read(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection = self.store.connection()  # type: ignore[attr-defined]
-        return connection
+    @abc.abstractmethod
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[str, ...]]: ...
 
     @staticmethod
     def _key(row: tuple[str, ...]) -> ApiKey:
@@ -180,43 +172,82 @@ class SQLiteKeyRing(KeyRing):
     def _insert(self, key: ApiKey, secret_hash: str) -> None:
         if any("," in prefix for prefix in key.stream_prefixes):
             raise InvalidInput("a stream prefix must not contain ','")
-        with self.store.transaction() as uow:
-            self._connection_of(uow).execute(
-                f"INSERT INTO api_keys ({self.SQL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.key_id,
-                    key.name,
-                    ",".join(key.scopes),
-                    ",".join(key.stream_prefixes),
-                    format_timestamp(key.created_at),
-                    None,
-                    secret_hash,
-                ),
-            )
+        self._write(
+            f"INSERT INTO api_keys ({self.SQL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.key_id,
+                key.name,
+                ",".join(key.scopes),
+                ",".join(key.stream_prefixes),
+                format_timestamp(key.created_at),
+                None,
+                secret_hash,
+            ),
+        )
 
     def _find(self, key_id: str) -> tuple[ApiKey, str] | None:
-        row = (
-            self._read()
-            .execute(f"SELECT {self.SQL_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
-            .fetchone()
-        )
-        return None if row is None else (self._key(row), row[6])
+        rows = self._query(f"SELECT {self.SQL_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
+        return None if not rows else (self._key(rows[0]), rows[0][6])
 
     def list(self) -> list[ApiKey]:
-        rows = self._read().execute(f"SELECT {self.SQL_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+        rows = self._query(f"SELECT {self.SQL_COLUMNS} FROM api_keys ORDER BY created_at", ())
         return [self._key(row) for row in rows]
 
     def revoke(self, key_id: str, *, now: datetime) -> bool:
-        with self.store.transaction() as uow:
-            cursor = self._connection_of(uow).execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                (format_timestamp(now), key_id),
-            )
-            return bool(cursor.rowcount)
+        changed = self._write(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            (format_timestamp(now), key_id),
+        )
+        return bool(changed)
 
     def has_active_keys(self) -> bool:
-        row = self._read().execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone()
-        return row is not None
+        return bool(self._query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
+
+
+class SQLiteKeyRing(SQLKeyRing):
+    SQL_CREATE = """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id          TEXT PRIMARY KEY,    -- 12 hex digits, the public half of a token
+        name            TEXT NOT NULL,
+        secret_sha256   TEXT NOT NULL,       -- the secret itself is never stored
+        scopes          TEXT NOT NULL,       -- comma-separated: read, append, admin
+        stream_prefixes TEXT NOT NULL,       -- comma-separated; empty: every stream
+        created_at      TEXT NOT NULL,
+        revoked_at      TEXT
+    ) WITHOUT ROWID"""
+
+    def _write(self, sql: str, params: Sequence[object]) -> int:
+        with self.store.transaction() as uow:
+            connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
+            return connection.execute(sql, params).rowcount
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[str, ...]]:
+        connection: sqlite3.Connection = self.store.connection()  # type: ignore[attr-defined]
+        rows: list[tuple[str, ...]] = connection.execute(sql, params).fetchall()
+        return rows
+
+
+class PostgresKeyRing(SQLKeyRing):
+    """On PostgreSQL the table lives in the store's schema, reached through its pooled connections
+    (key administration never appends events, so it does not open a store unit of work)."""
+
+    SQL_CREATE = """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id          text PRIMARY KEY,    -- 12 hex digits, the public half of a token
+        name            text NOT NULL,
+        secret_sha256   text NOT NULL,       -- the secret itself is never stored
+        scopes          text NOT NULL,       -- comma-separated: read, append, admin
+        stream_prefixes text NOT NULL,       -- comma-separated; empty: every stream
+        created_at      text NOT NULL,
+        revoked_at      text
+    )"""
+
+    def _write(self, sql: str, params: Sequence[object]) -> int:
+        with self.store.pooled_connection() as connection, connection.transaction():  # type: ignore[attr-defined]
+            return int(connection.execute(sql.replace("?", "%s"), params).rowcount)
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[str, ...]]:
+        with self.store.pooled_connection() as connection:  # type: ignore[attr-defined]
+            rows: list[tuple[str, ...]] = connection.execute(sql.replace("?", "%s"), params).fetchall()
+            return rows
 
 
 class MemoryKeyRing(KeyRing):
@@ -254,16 +285,16 @@ def keyring_for(store: EventStore) -> KeyRing:
     if ring is not None:
         return ring
     from chronik.store.memory import MemoryStore
+    from chronik.store.postgres import PostgresStore
     from chronik.store.sqlite import SQLiteStore
 
     if isinstance(store, SQLiteStore):
         ring = SQLiteKeyRing(store)
+    elif isinstance(store, PostgresStore):
+        ring = PostgresKeyRing(store)
     elif isinstance(store, MemoryStore):
         ring = MemoryKeyRing()
     else:
-        raise KeyRingError(
-            f"API keys are kept in SQLite and memory stores for now; "
-            f"{type(store).__name__} has no key table yet"
-        )
+        raise KeyRingError(f"{type(store).__name__} has no key table")
     setattr(store, "_chronik_keyring", ring)  # noqa: B010 - one ring per store object, no contract change
     return ring

@@ -1,0 +1,40 @@
+"""The key ring on every backend: the same behaviour wherever the keys are kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from chronik.server.keys import keyring_for, split_token
+from chronik.store import EventStore
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_keys_are_created_verified_listed_and_revoked(store: EventStore) -> None:
+    ring = keyring_for(store)
+    assert keyring_for(store) is ring  # one ring per store object
+    assert not ring.has_active_keys()
+    key, token = ring.create("ingest", ["append", "read"], ["cart-"], now=NOW)
+    assert ring.has_active_keys()
+    found = ring.verify(token)
+    assert found is not None and found.key_id == key.key_id
+    assert found.scopes == ("append", "read") and found.stream_prefixes == ("cart-",)
+    assert found.allows_stream("cart-1") and not found.allows_stream("bank-1")
+    assert ring.verify(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert [k.key_id for k in ring.list()] == [key.key_id]
+    assert ring.revoke(key.key_id, now=NOW) and not ring.revoke(key.key_id, now=NOW)
+    assert ring.verify(token) is None
+    assert not ring.has_active_keys()
+    listed = ring.list()
+    assert listed[0].revoked_at == NOW
+
+
+@pytest.mark.sql_stores
+def test_only_a_hash_of_the_secret_is_stored(store: EventStore) -> None:
+    ring = keyring_for(store)
+    _, token = ring.create("reader", ["read"], now=NOW)
+    _, secret = split_token(token) or ("", "")
+    rows = ring._query("SELECT * FROM api_keys", ())  # type: ignore[attr-defined]
+    assert rows and secret not in repr(rows)
