@@ -1,6 +1,8 @@
-"""Benchmark: projection rebuild and catch-up rates, and `verify` / `seal` rates, on SQLite.
+"""Benchmark: projection rebuild and catch-up rates, `verify` / `seal` rates, and what the hash
+chain costs an append; on SQLite, and with `--postgres URL` also on PostgreSQL.
 
     .venv/bin/python bench/projections.py [--events 100000] [--streams 1000] [--batch-size 1000]
+    .venv/bin/python bench/projections.py --postgres postgresql://postgres@127.0.0.1:5432/test
 
 Prints a table and writes bench/results/projections.json. Not a test: run it on a quiet machine.
 The log is written with synchronous=normal to set up quickly; the rebuild, catch-up, verify and
@@ -42,7 +44,7 @@ class StreamTotals(Projection):
     def deposited(self, tx: ProjectionTx, event: RecordedEvent) -> None:
         tx.execute(
             "INSERT INTO {totals} VALUES (?, 1, ?) ON CONFLICT (stream) "
-            "DO UPDATE SET events = events + 1, amount = amount + excluded.amount",
+            "DO UPDATE SET events = {totals}.events + 1, amount = {totals}.amount + excluded.amount",
             (event.stream, event.data["amount"]),
         )
 
@@ -73,12 +75,106 @@ def timed(label: str, events: int, action: Any, rows: list[dict[str, Any]]) -> N
     print(f"{label:<50} {events:>9,} {seconds:>9.2f} s {events / seconds:>12,.0f} ev/s", flush=True)
 
 
+def measure_chain_cost(directory: Path, events: int, rows: list[dict[str, Any]]) -> None:
+    """What the tamper-evidence chain costs an append: the same appends with the hash computed and
+    with a constant in its place (the column is still written), alternating, medians of three."""
+    import statistics
+
+    import chronik.store.sqlite as sqlite_backend
+
+    real_hash = sqlite_backend.event_hash
+
+    def no_hash(*_: object) -> str:
+        return "0" * 64
+
+    for per_append in (1, 100):
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for repetition in range(3):
+            for chained in (True, False):
+                sqlite_backend.event_hash = real_hash if chained else no_hash  # type: ignore[assignment]
+                path = directory / f"chain-{per_append}-{chained}-{repetition}.db"
+                store = open_store(f"sqlite:///{path}?synchronous=normal")
+                started = time.perf_counter()
+                for index in range(events // per_append):
+                    store.append(
+                        f"acct-{index % 100}",
+                        [NewEvent(type="Deposited", data={"amount": n}) for n in range(per_append)],
+                    )
+                rates[chained].append(events / (time.perf_counter() - started))
+                store.close()
+        sqlite_backend.event_hash = real_hash  # type: ignore[assignment]
+        with_chain, without = statistics.median(rates[True]), statistics.median(rates[False])
+        cost = (without - with_chain) / without * 100
+        rows.append(
+            {
+                "phase": f"hash chain cost, {per_append} event(s) per append",
+                "events": events,
+                "events_per_s_with_chain": round(with_chain),
+                "events_per_s_without_chain": round(without),
+                "cost_percent": round(cost, 1),
+            }
+        )
+        print(
+            f"{'hash chain cost, ' + str(per_append) + ' event(s) per append':<50} "
+            f"{with_chain:>12,.0f} vs {without:>12,.0f} ev/s without: {cost:+.1f}%",
+            flush=True,
+        )
+
+
+def run_postgres(base_url: str, events: int, streams: int, batch_size: int) -> list[dict[str, Any]]:
+    """The rebuild, catch-up and verify phases on PostgreSQL, in a schema of their own."""
+    import os
+
+    import psycopg
+
+    schema = f"bench_projections_{os.getpid()}"
+    separator = "&" if "?" in base_url else "?"
+    store = open_store(f"{base_url}{separator}schema={schema}")
+    rows: list[dict[str, Any]] = []
+    try:
+        for index in range(events // 100):
+            store.append(
+                f"acct-{index % streams}",
+                [NewEvent(type="Deposited", data={"amount": n, "memo": "benchmark"}) for n in range(100)],
+            )
+        print(f"PostgreSQL ({schema})")
+        projection = StreamTotals(store)
+        timed(
+            "postgres: async catch-up (runner batches of 500)",
+            events,
+            lambda: catch_up(projection, 500),
+            rows,
+        )
+        timed(
+            f"postgres: rebuild, blue/green (batches of {batch_size})",
+            events,
+            lambda: rebuild(projection, batch_size=batch_size),
+            rows,
+        )
+        timed("postgres: verify, first run (+ seals everything)", events, lambda: verify(store), rows)
+        timed("postgres: verify, all sealed", events, lambda: verify(store), rows)
+        assert projection.query("SELECT sum(events) FROM {totals}")[0][0] == events
+    finally:
+        store.close()
+        with psycopg.connect(base_url, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--streams", type=int, default=1_000)
     parser.add_argument("--batch-size", type=int, default=1_000)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure on PostgreSQL (e.g. postgresql://postgres@127.0.0.1:5432/test; a fresh schema)",
+    )
     args = parser.parse_args()
+    rows_postgres: list[dict[str, Any]] = []
+    if args.postgres:
+        rows_postgres = run_postgres(args.postgres, args.events, args.streams, args.batch_size)
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bench.db"
@@ -121,6 +217,8 @@ def main() -> None:
             )
             small.close()
 
+        measure_chain_cost(Path(directory), args.events // 5, rows)
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -132,6 +230,7 @@ def main() -> None:
                 "sqlite": sqlite3.sqlite_version,
                 "machine": platform.machine(),
                 "results": rows,
+                "postgres_results": rows_postgres,
             },
             indent=2,
         )
