@@ -135,7 +135,14 @@ def test_bad_options_are_usage_errors_exit_2(store_url: str, args: tuple[str, ..
 def test_the_cart_demo_tells_every_scene_on_any_store() -> None:
     result = runner.invoke(app, ["demo", "cart", "--store", "memory://"], terminal_width=160)
     assert result.exit_code == 0, result.output
-    scenes = ["1. Facts", "2. Hydration", "3. Time travel", "4. A product update", "5. The seed's race", "7."]
+    scenes = [
+        "1. Facts",
+        "2. Hydration",
+        "3. Time travel",
+        "4. A product update",
+        "5. The seed's race",
+        "7. The audit",
+    ]
     positions = [result.stdout.index(scene) for scene in scenes]
     assert positions == sorted(positions)
     assert "conflict detected: wrong expected version" in result.stdout

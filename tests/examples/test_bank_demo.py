@@ -32,13 +32,27 @@ def test_the_bank_demo_tells_its_story_twice_on_one_file(tmp_path: Path) -> None
         r"as the bank knew it yesterday (\S+) EUR, as it knows it today (\S+) EUR", outputs[0]
     )
     assert first_then is not None and first_then.group(1) != first_then.group(2)  # the late entry shows
-    account = re.search(r"chronik state (account-alice-[0-9a-f]+)", text)
+    account = re.search(r"chronik state (account-alice-[0-9a-f]+) --store (\S+)", text)
     assert account is not None
-    now = json.loads(run_chronik("state", account.group(1), cwd=tmp_path).stdout)
+    store = ("--store", account.group(2))
+    assert not (tmp_path / "chronik.db").exists()  # the demo's future-bound clock keeps off the main store
+    now = json.loads(run_chronik("state", account.group(1), *store, cwd=tmp_path).stdout)
     assert (now["aggregate"], now["state"]["owner"], now["state"]["status"]) == ("Account", "Alice", "open")
     moment = re.search(r"--occurred-as-of (\S+)", text)
     assert moment is not None
     then = json.loads(
-        run_chronik("state", account.group(1), "--occurred-as-of", moment.group(1), cwd=tmp_path).stdout
+        run_chronik(
+            "state", account.group(1), "--occurred-as-of", moment.group(1), *store, cwd=tmp_path
+        ).stdout
     )
     assert then["state"]["balance_cents"] == 120_000
+
+
+def test_the_bank_demo_refuses_to_push_a_given_store_into_the_future(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'main.db'}"
+    assert run_chronik("demo", "cart", "--store", url, cwd=tmp_path).returncode == 0  # events of today
+    refused = run_chronik("demo", "bank", "--store", url, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "in the future" in refused.stderr and "Traceback" not in refused.stderr
+    fresh = run_chronik("demo", "bank", "--store", f"sqlite:///{tmp_path / 'fresh.db'}", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr

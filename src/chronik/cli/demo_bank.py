@@ -4,6 +4,11 @@ The store is opened with a `ManualClock` so that "five years ago" is a real poin
 a pretence: every event is recorded at the clock's time. The clock starts at 1 March 2021, or just
 after the log's last event when the store already holds later ones (`recorded_at` never goes
 backwards), so the demo can run again and again on the same file with fresh account ids.
+
+Because the clock moves five years at a time, a second run records events in the future, and every
+later append to that log would be clamped to that future time. So without `--store` the demo keeps
+to a file of its own (`chronik-bank-demo.db`), never the default store; and on a store given with
+`--store` it refuses to push recorded time past the real present.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
-from chronik.clock import ManualClock
+from chronik.clock import ManualClock, system_clock
+from chronik.errors import InvalidInput
 from chronik.examples.bank import AccountBalances, Bank, MonthlyStatements, queries
 from chronik.projections import UnsupportedStore, catch_up
-from chronik.store import EventStore, default_store_url, open_store
+from chronik.store import EventStore, open_store
 
 START = datetime(2021, 3, 1, 9, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
@@ -41,10 +47,24 @@ def _start_after_log(store: EventStore) -> datetime:
     return last[0].recorded_at.replace(microsecond=0) + timedelta(days=1)
 
 
+DEMO_STORE_URL = "sqlite:///./chronik-bank-demo.db"
+
+
+class DemoWouldWriteTheFuture(InvalidInput):
+    """The store's log already runs so late that five manual years would end after today."""
+
+
 def run_bank_demo(store_url: str | None, console: Console) -> None:
     clock = ManualClock(START)
-    store = open_store(store_url or default_store_url(), clock=clock)
+    store = open_store(store_url or DEMO_STORE_URL, clock=clock)
     try:
+        end = _start_after_log(store) + 5 * YEAR
+        if store_url is not None and end > system_clock():
+            raise DemoWouldWriteTheFuture(
+                f"the log of {store.url} already runs to {_day(end - 5 * YEAR)}: five years of this demo "
+                f"would record events up to {_day(end)}, in the future, and recorded time never goes back. "
+                "Run it on a fresh store (for example --store sqlite:///bank-demo.db) or without --store."
+            )
         _run(store, clock, console)
     finally:
         store.close()
