@@ -64,3 +64,41 @@ def test_a_deleted_event_in_the_middle_of_a_stream_is_found(store: EventStore) -
     report = verify(store, seal_after=False)
     assert not report.ok and report.first_break is not None
     assert report.first_break.stream == "acct-c"
+
+
+def _positions(store: EventStore) -> list[int]:
+    return [event.global_position for event in store.read_all()]
+
+
+def _swap(connection: psycopg.Connection[tuple[object, ...]], a: int, b: int) -> None:
+    """Exchange the global positions of two rows (their order in the log), nothing else."""
+    connection.execute("UPDATE events SET global_position = -1 WHERE global_position = %s", (a,))
+    connection.execute("UPDATE events SET global_position = %s WHERE global_position = %s", (a, b))
+    connection.execute("UPDATE events SET global_position = %s WHERE global_position = -1", (b,))
+
+
+def test_events_of_different_streams_swapped_in_the_global_order_are_found(store: EventStore) -> None:
+    positions = _positions(store)
+    seal(store)
+    with raw(store) as connection:
+        _swap(connection, positions[4], positions[5])  # acct-b v1 <-> acct-c v1: each stream's order intact
+    report = verify(store, seal_after=False)
+    assert not report.ok and report.first_break is not None
+    assert any(b.kind in ("reordered", "seal") for b in report.breaks)
+
+
+def test_events_of_one_stream_reordered_are_named(store: EventStore) -> None:
+    seal(store)
+    with raw(store) as connection:  # acct-a's versions 0 and 1 exchange their places in the stream
+        connection.execute(
+            "UPDATE events SET stream_version = -1 WHERE stream_name = 'acct-a' AND stream_version = 0"
+        )
+        connection.execute(
+            "UPDATE events SET stream_version = 0 WHERE stream_name = 'acct-a' AND stream_version = 1"
+        )
+        connection.execute(
+            "UPDATE events SET stream_version = 1 WHERE stream_name = 'acct-a' AND stream_version = -1"
+        )
+    report = verify(store, seal_after=False)
+    found = report.first_break
+    assert not report.ok and found is not None and found.stream == "acct-a"
