@@ -35,6 +35,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+import msgspec
 import psycopg
 
 from chronik.events.envelope import format_timestamp
@@ -352,18 +353,8 @@ class PostgresDialect:
         return [SealRow(*row) for row in connection.execute(self.SQL_SEALS).fetchall()]
 
     def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
-        connection.execute(
-            self.SQL_INSERT_SEAL,
-            (
-                seal.seal_no,
-                seal.from_position,
-                seal.to_position,
-                seal.event_count,
-                seal.previous_seal_hash,
-                seal.seal_hash,
-                seal.sealed_at,
-            ),
-        )
+        # SealRow's fields are in the INSERT's column order.
+        connection.execute(self.SQL_INSERT_SEAL, msgspec.structs.astuple(seal))
 
     def chain_rows(
         self, connection: SQLConnection, from_position: int, to_position: int, limit: int
