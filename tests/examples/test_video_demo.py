@@ -49,4 +49,9 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_pa
         assert types[-1] in ("VideoProcessingSucceeded", "VideoParked"), types  # nothing after the outcome
     store.close()
     assert len(outcomes) == 5 and set(outcomes.values()) == {1}  # each video finished exactly once
+    parked = re.search(r"chronik video retry ([0-9a-f]+) ", text)  # the hint works as printed
+    assert parked is not None
+    assert run_chronik("video", "retry", parked.group(1), cwd=tmp_path).returncode == 0
+    listed = run_chronik("video", "status", "--status", "uploaded", "--json", cwd=tmp_path)
+    assert [json.loads(line)["video_id"] for line in listed.stdout.splitlines()] == [parked.group(1)]
     assert run_chronik("demo", "video", "--store", "memory://", cwd=tmp_path).returncode == 1

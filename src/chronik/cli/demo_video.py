@@ -243,3 +243,10 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
             highlight=False,
         )
     console.print(f"try it: chronik state video-{first_video} --store {store.url}", highlight=False)
+    console.print(f"        chronik video status --store {store.url}", highlight=False)
+    parked = [video_id for video_id in ids if _status(store, video_id) == "failed"]
+    if parked:
+        console.print(
+            f"        chronik video retry {parked[0]} --store {store.url}  (sends the parked video back)",
+            highlight=False,
+        )
