@@ -39,10 +39,11 @@ def test_an_account_never_goes_below_its_overdraft_limit(store: EventStore) -> N
     with pytest.raises(InsufficientFunds) as refused:
         bank.withdraw("ann", 1_001, command_id="w1")
     assert (refused.value.balance, refused.value.amount) == (1_000, 1_001)
+    assert str(refused.value).endswith("1001 cents would take it below zero")
     bank.withdraw("ann", 1_000, command_id="w2")
     bank.set_overdraft_limit("ann", 500, command_id="limit")
     bank.withdraw("ann", 500, command_id="w3")  # down to -500: allowed by the limit
-    with pytest.raises(InsufficientFunds):
+    with pytest.raises(InsufficientFunds, match="below -500 cents, its overdraft limit"):
         bank.withdraw("ann", 1, command_id="w4")
     assert bank.account("ann").state.balance_cents == -500
     with pytest.raises(InvalidAmount):

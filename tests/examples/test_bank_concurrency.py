@@ -19,7 +19,6 @@ import pytest
 
 from chronik.examples.bank import Bank, queries
 from chronik.store import open_store
-from tests.examples.process_urls import process_store_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8
@@ -30,11 +29,9 @@ LEASE_TTL = 4.0  # the killed member's partitions wait this long for a new owner
 
 @pytest.mark.chaos
 @pytest.mark.slow
-@pytest.mark.parametrize("url", process_store_urls())
-def test_random_transfers_from_eight_processes_keep_the_books(url: str, tmp_path: Path) -> None:
-    if url == "sqlite":
-        url = f"sqlite:///{tmp_path / 'bank.db'}"
-    prefix = f"acct{uuid.uuid4().hex[:6]}"  # fresh ids, so a shared PostgreSQL database is fine
+def test_random_transfers_from_eight_processes_keep_the_books(process_store_url: str, tmp_path: Path) -> None:
+    url = process_store_url
+    prefix = f"acct{uuid.uuid4().hex[:6]}"
     store = open_store(url)
     bank = Bank(store)
     for index in range(ACCOUNTS):

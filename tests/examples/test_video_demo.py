@@ -34,6 +34,7 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_pa
     assert "this run: {'succeeded': 4, 'failed': 1}" in text, text[-3000:]
     assert "worker-1: succeeded 0, failed attempts 0, parked 0, fenced 1" in text
     assert "has exactly 1 success" in text and "no longer holds partition" in text
+    assert "heartbeat refused" in text and "worker-1 stopped before writing any output" in text
     assert "VideoParked" in text and "not a readable video" in text
     video = re.search(r"chronik state (video-[0-9a-f]+)", text)
     assert video is not None
@@ -48,4 +49,9 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(tmp_pa
         assert types[-1] in ("VideoProcessingSucceeded", "VideoParked"), types  # nothing after the outcome
     store.close()
     assert len(outcomes) == 5 and set(outcomes.values()) == {1}  # each video finished exactly once
+    parked = re.search(r"chronik video retry ([0-9a-f]+) ", text)  # the hint works as printed
+    assert parked is not None
+    assert run_chronik("video", "retry", parked.group(1), cwd=tmp_path).returncode == 0
+    listed = run_chronik("video", "status", "--status", "uploaded", "--json", cwd=tmp_path)
+    assert [json.loads(line)["video_id"] for line in listed.stdout.splitlines()] == [parked.group(1)]
     assert run_chronik("demo", "video", "--store", "memory://", cwd=tmp_path).returncode == 1

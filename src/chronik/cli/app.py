@@ -31,6 +31,7 @@ from chronik.cli.projections import (
 )
 from chronik.cli.serve import keys_app, serve
 from chronik.cli.tables import history_table, print_events
+from chronik.cli.video import video_app
 from chronik.domain import aggregates
 from chronik.errors import ChronikError, InvalidExpectedVersion
 from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
@@ -281,6 +282,7 @@ app.command("verify")(verify_command)
 app.command("seal")(seal_command)
 app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
+app.add_typer(video_app, name="video")
 
 
 def main() -> None:

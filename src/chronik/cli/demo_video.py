@@ -2,7 +2,7 @@
 
 It makes a few short synthetic videos with PyAV, starts worker processes (`python -m
 chronik.examples.video`), uploads, freezes the first worker with SIGSTOP in the middle of a job so
-the others take its partitions over, resumes it to show that its late result is refused (fenced),
+the others take its partitions over, resumes it to show that its first heartbeat is refused (fenced),
 and prints every video's timeline and the board. The worker processes share the store by URL, so
 it needs a SQLite file or a PostgreSQL server (not `memory://`). Each run uses a fresh group and
 fresh video ids, so it can be run again on the same file.
@@ -31,8 +31,8 @@ from chronik.examples.video import BlobStore, VideoBoard, make_sample_video, que
 from chronik.projections import UnsupportedStore, catch_up
 from chronik.store import EventStore, default_store_url, open_store
 
-TTL = 3.0  # short leases, so the takeover is quick to watch; generous against the transcodes themselves
-SLOW = 3.0  # the first worker dawdles this long after starting each job
+TTL = 3.0  # short leases, so the takeover is quick to watch (a working worker heartbeats every TTL/3)
+SLOW = 3.0  # the first worker dawdles this long (heartbeating) after starting each job
 
 
 class _Worker:
@@ -164,16 +164,22 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
     )
 
     # 4 -------------------------------------------------------------------------------------------
-    console.rule("4. The frozen worker wakes up: its late result is refused")
+    console.rule("4. The frozen worker wakes up: its first heartbeat is refused, and it stops")
     os.kill(first.process.pid, signal.SIGCONT)
-    _wait("worker-1's late write", lambda: "fenced" in first.log.read_text(), 30)
+    _wait("worker-1's refused heartbeat", lambda: "fenced" in first.log.read_text(), 30)
     for line in first.log.read_text().splitlines():
         if "fenced" in line:
             console.print(f"worker-1's log: {line.split(' ', 2)[-1]}", highlight=False)
     successes = [e for e in store.read_stream(f"video-{first_video}") if e.type == "VideoProcessingSucceeded"]
+    leftovers = list((blobs.root / "renditions" / first_video).glob("*-worker-1-*"))
     console.print(
         f"video-{first_video} has exactly {len(successes)} success, by {successes[0].data['worker']} "
-        f"(epoch {successes[0].data['epoch']}); worker-1's output folder exists but nothing refers to it"
+        f"(epoch {successes[0].data['epoch']}); "
+        + (
+            f"worker-1's output folder {leftovers[0].name} exists but nothing refers to it"
+            if leftovers
+            else "worker-1 stopped before writing any output"
+        )
     )
 
     # 5 -------------------------------------------------------------------------------------------
@@ -237,3 +243,10 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
             highlight=False,
         )
     console.print(f"try it: chronik state video-{first_video} --store {store.url}", highlight=False)
+    console.print(f"        chronik video status --store {store.url}", highlight=False)
+    parked = [video_id for video_id in ids if _status(store, video_id) == "failed"]
+    if parked:
+        console.print(
+            f"        chronik video retry {parked[0]} --store {store.url}  (sends the parked video back)",
+            highlight=False,
+        )

@@ -371,6 +371,12 @@ class PostgresStore(EventStore):
 
     Pool options in the URL: `pool_min_size` (default 1), `pool_max_size` (default 8) and
     `pool_timeout` (seconds to wait for a connection before `StoreUnavailable`, default 10).
+    `lock_timeout` (seconds, default 0 = wait as long as it takes, PostgreSQL's own default): how
+    long a statement of this store waits for a lock another connection holds (a migration's
+    `LOCK TABLE`, a long unit of work on the same stream) before it fails with a retryable
+    `StoreUnavailable` naming the lock timeout; the unit of work is rolled back whole. It is the
+    counterpart of SQLite's `busy_timeout`: a worker that must not hang behind a busy database
+    sets it and retries.
     """
 
     def __init__(
@@ -383,8 +389,11 @@ class PostgresStore(EventStore):
         pool_min_size: int = 1,
         pool_max_size: int = 8,
         pool_timeout: float = 10.0,
+        lock_timeout: float = 0.0,
     ) -> None:
         super().__init__(clock=clock, max_event_bytes=max_event_bytes)
+        if not 0 <= lock_timeout <= 2_147_483:  # PostgreSQL's limit (2**31 - 1 ms); also refuses NaN
+            raise UnsupportedStoreURL(conninfo, f"lock_timeout is 0 to 2147483 seconds, not {lock_timeout}")
         if not _SCHEMA_NAME.fullmatch(schema):
             raise UnsupportedStoreURL(conninfo, f"schema must match {_SCHEMA_NAME.pattern}, not {schema!r}")
         self.conninfo = conninfo
@@ -406,7 +415,7 @@ class PostgresStore(EventStore):
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
             "autocommit": True,
-            "options": f"-c search_path={schema} -c TimeZone=UTC",
+            "options": f"-c search_path={schema} -c TimeZone=UTC -c lock_timeout={lock_timeout * 1000:.0f}",
             "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
             # No automatic preparing by psycopg: after any ROLLBACK it would send DEALLOCATE ALL,
             # which drops the statements this store prepares itself (`_prepare_statements`).
@@ -436,7 +445,7 @@ class PostgresStore(EventStore):
         cls, url: str, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     ) -> PostgresStore:
         parts = urlsplit(url)
-        ours = {"schema", "pool_min_size", "pool_max_size", "pool_timeout", "max_event_bytes"}
+        ours = {"schema", "pool_min_size", "pool_max_size", "pool_timeout", "lock_timeout", "max_event_bytes"}
         options = dict(parse_qsl(parts.query))
         libpq = [(key, value) for key, value in parse_qsl(parts.query) if key not in ours]
         scheme = "postgresql" if parts.scheme.lower() == "postgres" else parts.scheme
@@ -445,8 +454,11 @@ class PostgresStore(EventStore):
             pool_min_size = int(options.get("pool_min_size", 1))
             pool_max_size = int(options.get("pool_max_size", 8))
             pool_timeout = float(options.get("pool_timeout", 10.0))
+            lock_timeout = float(options.get("lock_timeout", 0.0))
         except ValueError:
-            raise UnsupportedStoreURL(url, "pool_min_size and pool_max_size are whole numbers, ...") from None
+            raise UnsupportedStoreURL(
+                url, "pool_min_size and pool_max_size are whole numbers; pool_timeout, lock_timeout seconds"
+            ) from None
         return cls(
             conninfo,
             schema=options.get("schema", DEFAULT_SCHEMA),
@@ -455,6 +467,7 @@ class PostgresStore(EventStore):
             pool_min_size=pool_min_size,
             pool_max_size=pool_max_size,
             pool_timeout=pool_timeout,
+            lock_timeout=lock_timeout,
         )
 
     # -- connections and errors -------------------------------------------------------------------

@@ -35,9 +35,10 @@ class InsufficientFunds(BankError):
         self.balance = balance
         self.amount = amount
         self.overdraft_limit = overdraft_limit
+        floor = f"below -{overdraft_limit} cents, its overdraft limit" if overdraft_limit else "below zero"
         super().__init__(
             f"account {account_id!r} holds {balance} cents (overdraft limit {overdraft_limit}): "
-            f"{amount} cents would take it below -{overdraft_limit}"
+            f"{amount} cents would take it {floor}"
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,11 +54,24 @@ def _even(value: float) -> int:
     return max(2, round(value / 2) * 2)
 
 
-def transcode(source: Path, output: Path, thumbnail: Path, *, height: int = TARGET_HEIGHT) -> Rendition:
+Progress = Callable[[int], None]
+"""`progress(frames)`: called after each frame is encoded, with the number of frames so far."""
+
+
+def transcode(
+    source: Path,
+    output: Path,
+    thumbnail: Path,
+    *,
+    height: int = TARGET_HEIGHT,
+    progress: Progress | None = None,
+) -> Rendition:
     """Transcode `source` to an H.264 MP4 `height` pixels high (aspect kept) and a PNG of its first frame.
 
     Both files are written under temporary names and renamed at the end, so a crash mid-way never
-    leaves a half-written file under a final name.
+    leaves a half-written file under a final name. `progress` is how the caller stays in touch
+    while the frames go by (the video worker renews its lease from it); an exception it raises
+    stops the transcode, removes the partial files and reaches the caller unchanged.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
     thumbnail.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +107,8 @@ def transcode(source: Path, output: Path, thumbnail: Path, *, height: int = TARG
                     frames += 1
                     if frame.time is not None:
                         duration = max(duration, float(frame.time))
+                    if progress is not None:
+                        progress(frames)
                 if frames == 0:
                     raise MediaError("the upload has a video stream but no decodable frame")
                 for packet in stream.encode():
@@ -105,6 +121,9 @@ def transcode(source: Path, output: Path, thumbnail: Path, *, height: int = TARG
         _remove(partial_output, partial_thumbnail)
         detail = getattr(error, "strerror", None) or str(error)
         raise MediaError(f"not a readable video: {detail}") from None
+    except BaseException:  # the caller's progress callback stopped us (or an interrupt): no leftovers
+        _remove(partial_output, partial_thumbnail)
+        raise
     os.replace(partial_output, output)
     os.replace(partial_thumbnail, thumbnail)
     return Rendition(

@@ -23,8 +23,29 @@ the same event ids (an append whose outcome was unknown is then acknowledged, no
 keeps failing, the job is abandoned without moving the checkpoint, so the next pass does the work
 again: the log may show an attempt without an outcome, but never a state the log does not hold.
 
-A worker must finish a job within `lease_ttl` (set it well above the longest transcode), because
-it does not heartbeat while transcoding.
+**Heartbeat during the work.** A transcode may take longer than the lease TTL. While it runs the
+worker renews the lease of the job's partition every `lease_ttl / 3` seconds with the same fenced
+commit as step 1 (checkpoint unchanged, lease extended; `PartitionLost` if it is no longer this
+worker's), so a slow but alive worker keeps its video, and a dead or frozen one (SIGKILL,
+SIGSTOP: no heartbeat) loses it when the lease runs out. If a heartbeat is refused, the worker
+stops the transcode at once (`Fenced`): its work could no longer be recorded.
+
+The heartbeat is a progress callback from the transcode loop (`transcode(progress=...)`), called
+after every frame, not a background thread, because:
+
+* it proves progress, not merely that the process exists: a transcode stuck inside FFmpeg (a hung
+  read from a network disk, a decoder that loops) stops renewing and is replaced after one TTL,
+  whereas a heartbeat thread would keep a hung worker's lease alive forever;
+* every store call stays on the worker's one thread: units of work are per thread, and there is
+  no heartbeat commit racing the outcome commit, no thread to stop or to outlive the job;
+* it needs nothing from the store beyond what the worker already does (a fenced commit).
+
+The price: one frame (or one `slow_seconds` tick) must take less than about `lease_ttl * 2 / 3`,
+which holds by orders of magnitude for video frames. A heartbeat that fails because the database
+is busy is logged and tried again at the next frame; if the lease runs out meanwhile, the fence
+refuses the outcome as for any worker that lost its lease. Only the job's partition is renewed:
+the worker's other partitions wait anyway while it works, so letting their leases lapse lets
+another worker take them.
 """
 
 from __future__ import annotations
@@ -50,7 +71,7 @@ from chronik.events.envelope import NO_STREAM, RecordedEvent
 from chronik.examples.video.blobs import BlobStore
 from chronik.examples.video.errors import VideoError
 from chronik.examples.video.events import JOB_EVENTS
-from chronik.examples.video.media import MediaError, transcode
+from chronik.examples.video.media import MediaError, Progress, transcode
 from chronik.examples.video.model import Video
 from chronik.groups import Advance, GroupConfig, Lease, PartitionLost, coordinator_for, partition_of
 from chronik.store import EventStore, UnitOfWork, open_store
@@ -80,6 +101,8 @@ class WorkerStats:
     fenced: int = 0  # results (or starts) refused because the lease or the video had moved on
     write_retries: int = 0
     abandoned: int = 0  # jobs left for the next pass after every write attempt failed
+    heartbeats: int = 0  # lease renewals during the work of a job
+    heartbeat_failures: int = 0  # renewals that failed for another reason than a lost lease
 
 
 class Fenced(Exception):
@@ -133,7 +156,13 @@ class VideoWorker:
         self.leases: dict[int, Lease] = {}
         self._checkpoints: dict[int, int] = {}
         self._next_rebalance = 0.0
+        self._next_heartbeat = 0.0
         self._stop = threading.Event()
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often a job's lease is renewed while it is worked on: three times per TTL."""
+        return self.lease_ttl / 3
 
     # -- membership --------------------------------------------------------------------------
 
@@ -258,13 +287,16 @@ class VideoWorker:
             self._write(number, epoch, self._checkpoints[number], video, "started", metadata)
             attempt = video.state.attempts
             log.info("%s processes %s (attempt %d, epoch %d)", self.worker_id, video.stream, attempt, epoch)
-            if self.slow_seconds:
-                self._stop.wait(
-                    self.slow_seconds
-                )  # a slow transcoder, for demos and tests (stop cuts it short)
+            keep_lease = self._lease_keeper(number, epoch)
+            self._slow_down(keep_lease)
             folder = self.blobs.attempt_folder(video.id, self.worker_id, epoch, attempt)
             try:
-                rendition = transcode(Path(video.state.path), folder / "360p.mp4", folder / "thumbnail.png")
+                rendition = transcode(
+                    Path(video.state.path), folder / "360p.mp4", folder / "thumbnail.png", progress=keep_lease
+                )
+            except Fenced:
+                self.blobs.remove_attempt(folder)
+                raise
             except MediaError as error:
                 reason = error.reason
             except Exception as error:  # whatever a file does to the decoder, the worker lives on
@@ -297,6 +329,47 @@ class VideoWorker:
                 pause,
             )
             time.sleep(pause)
+
+    def _slow_down(self, keep_lease: Progress) -> None:
+        """`slow_seconds` of pretend work before the transcode (demos and tests), heartbeating like the
+        transcode does; `stop()` cuts it short."""
+        deadline = time.monotonic() + self.slow_seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._stop.wait(min(left, self.heartbeat_interval / 2))
+            keep_lease(0)
+
+    def _lease_keeper(self, number: int, epoch: int) -> Progress:
+        """The transcode's progress callback: renew partition `number`'s lease when it is due.
+
+        Raises `Fenced` (which stops the transcode) when the lease is no longer this worker's under
+        `epoch`; any other failure is logged and the renewal is tried again at the next call.
+        """
+
+        def keep_lease(frames: int) -> None:
+            now = time.monotonic()
+            if now < self._next_heartbeat:
+                return
+            checkpoint = self._checkpoints[number]
+            try:
+                with self.store.transaction() as uow:
+                    self.coordinator.commit(
+                        uow,
+                        self.group,
+                        self.worker_id,
+                        {number: Advance(epoch, checkpoint, checkpoint)},
+                        ttl=self.lease_ttl,
+                    )
+            except PartitionLost as lost:
+                raise Fenced(f"heartbeat refused after {frames} frames: {lost}") from None
+            except Exception as error:  # a busy database: the lease may still be valid; try again soon
+                self.stats.heartbeat_failures += 1
+                log.warning("%s: heartbeat of partition %d failed (%s)", self.worker_id, number, error)
+                self._next_heartbeat = now + min(self.heartbeat_interval, self.write_backoff)
+                return
+            self.stats.heartbeats += 1
+            self._next_heartbeat = now + self.heartbeat_interval
+
+        return keep_lease
 
     def _write(
         self, number: int, epoch: int, checkpoint: int, video: Video, stage: str, metadata: dict[str, str]
@@ -341,6 +414,7 @@ class VideoWorker:
                     time.sleep(min(self.max_backoff, self.write_backoff * 2 ** (attempt - 1)))
                 continue
             # Only now, after the commit, does this process believe the write happened.
+            self._next_heartbeat = time.monotonic() + self.heartbeat_interval  # the commit renewed the lease
             if result is not None:
                 video.mark_saved(result.stream_version)
             self._checkpoints[number] = checkpoint
@@ -362,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--backoff", type=float, default=0.2)
-    parser.add_argument("--slow", type=float, default=0.0, help="sleep this long after starting each job")
+    parser.add_argument(
+        "--slow", type=float, default=0.0, help="pretend to work this long (heartbeating) before transcoding"
+    )
     parser.add_argument("--board", action="store_true", help="keep the video board projection inline")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
