@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Final, cast
+from typing import Any, Final, cast
 
 import psycopg
 
@@ -94,7 +94,7 @@ class PostgresCoordinator(SQLCoordinator[psycopg.Connection[Any]]):
         "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
     )
     LOCK_ROW = " FOR UPDATE"  # held until the rebalance commits: one rebalance per group at a time
-    NEVER_LEASED: ClassVar[object] = None
+    NEVER_LEASED = None  # lease_expires_at is nullable here
 
     store: PostgresStore
 

@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from chronik.events.envelope import format_timestamp, parse_timestamp
 from chronik.groups.sql import SQLCoordinator
@@ -72,7 +72,7 @@ class SQLiteCoordinator(SQLCoordinator[sqlite3.Connection]):
         "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
     LOCK_ROW = ""  # every coordination transaction already holds the database's write lock
-    NEVER_LEASED: ClassVar[object] = ""
+    NEVER_LEASED = ""  # the column is NOT NULL; '' sorts before every ISO time
 
     store: SQLiteStore
 
