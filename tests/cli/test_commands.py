@@ -148,3 +148,20 @@ def test_the_cart_demo_tells_every_scene_on_any_store() -> None:
     assert "conflict detected: wrong expected version" in result.stdout
     assert "bob pays 5.50 EUR" in result.stdout
     assert "chronik state" not in result.stdout  # no pointers to a store that is gone afterwards
+
+
+def test_help_files_every_command_under_a_panel_by_concern() -> None:
+    """A command added without a panel would land in typer's catch-all "Commands" box."""
+    result = runner.invoke(app, ["--help"], terminal_width=120)
+    assert result.exit_code == 0
+    for panel in (
+        "The log",
+        "Audit and read models",
+        "Workers and consumer groups",
+        "Server",
+        "The seed's examples",
+    ):
+        assert f"─ {panel} ─" in result.output
+    assert "─ Commands ─" not in result.output
+    log_panel = result.output.split("─ The log ─")[1].split("─ Audit and read models ─")[0]
+    assert "append" in log_panel and "read" in log_panel and "verify" not in log_panel

@@ -45,7 +45,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 demo_app = typer.Typer(help="Narrated runs of the bundled examples.", no_args_is_help=True)
-app.add_typer(demo_app, name="demo")
+
+# `chronik --help` lists the commands in these panels, so a reader finds one by what it is for.
+LOG = "The log"
+AUDIT = "Audit and read models"
+WORKERS = "Workers and consumer groups"
+SERVER = "Server"
+EXAMPLES = "The seed's examples"
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -118,7 +124,7 @@ def compact(value: Any) -> str:
 # -- commands ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(rich_help_panel=LOG)
 def append(
     stream: Annotated[str, typer.Argument(help="Stream name, e.g. cart-42.")],
     event_type: Annotated[str, typer.Argument(metavar="TYPE", help="Event type, e.g. ItemAdded.")],
@@ -163,7 +169,7 @@ def append(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=LOG)
 def read(
     stream: Annotated[str | None, typer.Argument(help="Stream name (omit it with --all).")] = None,
     all_streams: Annotated[bool, typer.Option("--all", help="Read the whole log in global order.")] = False,
@@ -201,7 +207,7 @@ def read(
     print_events(out, events, title=stream or "all streams")
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 def history(
     stream: Annotated[str, typer.Argument(help="Stream name.")],
     store_url: StoreOption = None,
@@ -212,7 +218,7 @@ def history(
     out.print(history_table(stream, events))
 
 
-@app.command()
+@app.command(rich_help_panel=LOG)
 def state(
     stream: Annotated[str, typer.Argument(help="Stream name, e.g. cart-42.")],
     as_of: Annotated[
@@ -273,16 +279,17 @@ def demo_video(
 
 
 # Commands of the outer layers, after the core ones so that --help lists those first.
-app.add_typer(groups_app, name="groups")
-app.command("worker")(worker)
-app.add_typer(projections_app, name="projections")
-app.command("reconcile")(reconcile_command)
-app.command("trace")(trace_command)
-app.command("verify")(verify_command)
-app.command("seal")(seal_command)
-app.command("serve")(serve)
-app.add_typer(keys_app, name="keys")
-app.add_typer(video_app, name="video")
+app.command("trace", rich_help_panel=AUDIT)(trace_command)
+app.command("verify", rich_help_panel=AUDIT)(verify_command)
+app.command("seal", rich_help_panel=AUDIT)(seal_command)
+app.command("reconcile", rich_help_panel=AUDIT)(reconcile_command)
+app.add_typer(projections_app, name="projections", rich_help_panel=AUDIT)
+app.command("worker", rich_help_panel=WORKERS)(worker)
+app.add_typer(groups_app, name="groups", rich_help_panel=WORKERS)
+app.command("serve", rich_help_panel=SERVER)(serve)
+app.add_typer(keys_app, name="keys", rich_help_panel=SERVER)
+app.add_typer(demo_app, name="demo", rich_help_panel=EXAMPLES)
+app.add_typer(video_app, name="video", rich_help_panel=EXAMPLES)
 
 
 def main() -> None:
