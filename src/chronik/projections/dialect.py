@@ -14,6 +14,7 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -139,6 +140,22 @@ class Dialect(Protocol):
     def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]: ...
     def drop_table(self, connection: SQLConnection, table: str) -> None: ...
     def head_position(self, connection: SQLConnection) -> int: ...
+    def count_events(
+        self,
+        connection: SQLConnection,
+        after: int,
+        up_to: int,
+        event_types: Sequence[str] | None = None,
+        recorded_until: datetime | None = None,
+    ) -> int:
+        """How many events lie in (after, up_to]: progress bars and lag count events, not positions
+        (PostgreSQL's positions are sparse, so `up_to - after` says nothing about the work left)."""
+        ...
+
+    def table_vanished(self, error: Exception) -> bool:
+        """True when `error` says a table was dropped under a statement (a swap): worth one more try."""
+        ...
+
     # -- seals (chronik.audit) --
     def ensure_seals(self, connection: SQLConnection) -> None: ...
     def seals(self, connection: SQLConnection) -> list[SealRow]: ...
@@ -347,6 +364,31 @@ class SQLiteDialect:
     def head_position(self, connection: SQLConnection) -> int:
         row = connection.execute("SELECT max(global_position) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def count_events(
+        self,
+        connection: SQLConnection,
+        after: int,
+        up_to: int,
+        event_types: Sequence[str] | None = None,
+        recorded_until: datetime | None = None,
+    ) -> int:
+        clauses = ["global_position > ?", "global_position <= ?"]
+        parameters: list[Any] = [after, up_to]
+        if event_types is not None:
+            clauses.append(f"event_type IN ({', '.join('?' * len(event_types))})")
+            parameters.extend(event_types)
+        if recorded_until is not None:
+            clauses.append("recorded_at <= ?")
+            parameters.append(format_timestamp(recorded_until))
+        row = connection.execute(
+            f"SELECT count(*) FROM events WHERE {' AND '.join(clauses)}", parameters
+        ).fetchone()
+        return int(row[0])
+
+    def table_vanished(self, error: Exception) -> bool:
+        # Never expected: a read snapshot (WAL) keeps the tables it started with.
+        return isinstance(error, sqlite3.OperationalError) and "no such table" in str(error)
 
     def ensure_seals(self, connection: SQLConnection) -> None:
         connection.execute(self.SQL_CREATE_SEALS)

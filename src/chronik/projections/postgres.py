@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 import psycopg
+import psycopg.errors
 
 from chronik.events.envelope import format_timestamp
 from chronik.projections.dialect import ChainRow, RegistryRow, SealRow, SQLConnection, _now
@@ -340,6 +342,34 @@ class PostgresDialect:
     def head_position(self, connection: SQLConnection) -> int:
         row = connection.execute(self.SQL_COMMITTED_HEAD).fetchone()
         return int(row[0] or 0)
+
+    def count_events(
+        self,
+        connection: SQLConnection,
+        after: int,
+        up_to: int,
+        event_types: Sequence[str] | None = None,
+        recorded_until: datetime | None = None,
+    ) -> int:
+        """Committed events in (after, up_to]: callers pass an `up_to` below the read barrier (a head
+        they read from the store), so the count cannot change once taken."""
+        clauses = ["global_position > %s", "global_position <= %s"]
+        parameters: list[Any] = [after, up_to]
+        if event_types is not None:
+            clauses.append("event_type = ANY(%s)")
+            parameters.append(list(event_types))
+        if recorded_until is not None:
+            clauses.append("recorded_at <= %s")
+            parameters.append(recorded_until)
+        row = connection.execute(
+            f"SELECT count(*) FROM events WHERE {' AND '.join(clauses)}", parameters
+        ).fetchone()
+        return int(row[0])
+
+    def table_vanished(self, error: Exception) -> bool:
+        """A query that found the live set in the registry, then waited behind a swap's DROP TABLE:
+        PostgreSQL looks the name up again after the lock and reports it undefined."""
+        return isinstance(error, psycopg.errors.UndefinedTable)
 
     # -- seals -------------------------------------------------------------------------------------
 

@@ -59,6 +59,9 @@ _CREATE: Final = re.compile(
 )
 
 
+QUERY_ATTEMPTS: Final = 3  # a query racing swaps; each retry follows a committed swap
+
+
 def handles(*event_types: str, side_effect: SideEffect | None = None) -> Callable[[_H], _H]:
     """Mark a method as the handler of these event types.
 
@@ -302,11 +305,22 @@ class Projection:
         """Run a SELECT against the live table set (`{table}` placeholders), in one read snapshot."""
         if not self._registered:
             self.ensure()
-        with self.dialect.read_snapshot(self.store) as connection:
-            row = self.dialect.registry_row(connection, self.name)
-            if row is None:
-                raise ProjectionError(f"projection {self.name!r} is no longer registered in {self.store!r}")
-            return self.tx(connection, live_slot(row.live_version)).query(statement, parameters)
+        for attempt in range(1, QUERY_ATTEMPTS + 1):
+            try:
+                with self.dialect.read_snapshot(self.store) as connection:
+                    row = self.dialect.registry_row(connection, self.name)
+                    if row is None:
+                        raise ProjectionError(
+                            f"projection {self.name!r} is no longer registered in {self.store!r}"
+                        )
+                    return self.tx(connection, live_slot(row.live_version)).query(statement, parameters)
+            except Exception as error:
+                # PostgreSQL: the snapshot named the old set, but a swap dropped it before this
+                # statement could lock it (the drop waited for earlier readers, this one waited for
+                # the drop). A new snapshot names the new set.
+                if attempt == QUERY_ATTEMPTS or not self.dialect.table_vanished(error):
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def position(self) -> int:
         """The checkpoint of the live table set: every event up to here is in it."""
