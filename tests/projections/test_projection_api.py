@@ -13,11 +13,14 @@ from chronik.events.envelope import RecordedEvent
 from chronik.projections import (
     InvalidProjection,
     Projection,
+    ProjectionError,
     ProjectionRunner,
     ProjectionTimeout,
     ProjectionTx,
     UnsupportedStore,
     handles,
+    rebuild,
+    reconcile,
     run_batch,
 )
 from chronik.store import EventStore, open_store
@@ -253,3 +256,84 @@ def test_the_runner_waits_through_wait_for_events_when_the_store_has_it(tmp_path
     assert counts.rows() == {"acct-1": (1, 3)}
     store.close()
     assert store.calls and all(timeout > 0 for _, timeout in store.calls)
+
+
+class UpdateElseInsert(Projection):
+    """The classic handler that relies on `rowcount`: update the row, insert it if there was none."""
+
+    name = "update_else_insert"
+    tables = ("streams",)
+    schema = ("CREATE TABLE {streams} (stream TEXT PRIMARY KEY, events INTEGER NOT NULL)",)
+
+    @handles("Deposited")
+    def count(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        updated = tx.execute("UPDATE {streams} SET events = events + 1 WHERE stream = ?", (event.stream,))
+        if updated.rowcount == 0:
+            tx.execute("INSERT INTO {streams} VALUES (?, 1)", (event.stream,))
+
+
+class LateRowcount(UpdateElseInsert):
+    """Asks for a write's rowcount only after issuing the next statement."""
+
+    name = "late_rowcount"
+
+    @handles("Deposited")
+    def count(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        inserted = tx.execute("INSERT INTO {streams} VALUES (?, 1) ON CONFLICT DO NOTHING", (event.stream,))
+        tx.execute("UPDATE {streams} SET events = events + 1 WHERE stream = 'nobody'")
+        assert inserted.rowcount in (0, 1)
+
+
+def test_handlers_see_rowcounts_and_their_own_writes_within_a_batch(sql_store: EventStore) -> None:
+    """On PostgreSQL a batch's writes are pipelined and grouped; a handler must see the same as unbatched."""
+    append_deposits(sql_store, streams=3, per_stream=40)
+    projection = UpdateElseInsert(sql_store)
+    rebuild(projection, batch_size=100)  # 120 events: several batches, many writes per batch
+    assert projection.query("SELECT stream, events FROM {streams} ORDER BY stream") == [
+        (f"acct-{index}", 40) for index in range(3)
+    ]
+    ProjectionRunner(sql_store, [projection], batch_size=7).run_until_caught_up()
+    append_deposits(sql_store, streams=4, per_stream=5)
+    ProjectionRunner(sql_store, [projection], batch_size=7).run_until_caught_up()
+    rows = dict(projection.query("SELECT stream, events FROM {streams}"))
+    assert rows == {"acct-0": 45, "acct-1": 45, "acct-2": 45, "acct-3": 5}
+    assert reconcile(projection).ok
+
+
+def test_a_late_rowcount_is_a_clear_error_where_writes_are_batched(
+    sql_store: EventStore, backend: str
+) -> None:
+    append_deposits(sql_store, streams=2, per_stream=3)
+    projection = LateRowcount(sql_store)
+    if backend == "sqlite":  # every statement runs at once: its rowcount stays readable
+        ProjectionRunner(sql_store, [projection]).run_until_caught_up()
+        assert projection.query("SELECT count(*) FROM {streams}") == [(2,)]
+        return
+    with pytest.raises(ProjectionError, match="read a write's rowcount before the next statement"):
+        run_batch(projection)
+    assert projection.position() == 0  # the batch rolled back: nothing half-applied
+
+
+class Amounts(Projection):
+    """One row per deposit; the amount column refuses NULL (a server-side failure)."""
+
+    name = "amounts"
+    tables = ("deposits",)
+    schema = ("CREATE TABLE {deposits} (position BIGINT PRIMARY KEY, amount INTEGER NOT NULL)",)
+
+    @handles("Deposited")
+    def deposited(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        tx.execute("INSERT INTO {deposits} VALUES (?, ?)", (event.global_position, event.data.get("amount")))
+
+
+def test_a_failing_statement_in_a_batch_rolls_the_whole_batch_back(sql_store: EventStore) -> None:
+    """On PostgreSQL the batch's writes are pipelined, so the failure is reported at the batch's end:
+    the append still fails, and the good write before the bad one is not kept either."""
+    amounts = Amounts(sql_store)
+    amounts.attach_inline()
+    sql_store.append("acct-1", [deposit(1)])
+    before = sql_store.head_position()
+    with pytest.raises(Exception, match=r"(?i)not.null"):
+        sql_store.append("acct-1", [deposit(2), NewEvent(type="Deposited", data={"amount": None})])
+    assert sql_store.head_position() == before
+    assert amounts.query("SELECT amount FROM {deposits}") == [(1,)]

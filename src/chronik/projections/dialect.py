@@ -102,6 +102,11 @@ class Dialect(Protocol):
         ...
 
     def write_connection(self, uow: UnitOfWork) -> SQLConnection: ...
+    def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
+        """Around a batch of handler statements: lets a client/server database send them without
+        waiting for each result (PostgreSQL's pipeline mode); errors surface by the block's end."""
+        ...
+
     def read_connection(self, store: EventStore) -> SQLConnection: ...
     def read_snapshot(self, store: EventStore) -> contextlib.AbstractContextManager[SQLConnection]: ...
     def ensure_registry(self, connection: SQLConnection) -> None: ...
@@ -252,6 +257,9 @@ class SQLiteDialect:
     def write_connection(self, uow: UnitOfWork) -> sqlite3.Connection:
         connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
         return connection
+
+    def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # in-process: a statement costs no round trip
 
     def read_connection(self, store: EventStore) -> sqlite3.Connection:
         """This thread's connection, outside any transaction: each statement reads the latest commit."""
