@@ -35,15 +35,13 @@ import contextlib
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
-import msgspec
 import psycopg
 import psycopg.errors
 
 from chronik.events.envelope import format_timestamp
-from chronik.projections.dialect import ChainRow, RegistryRow, SealRow, SQLConnection, _now
+from chronik.projections.dialect import ChainRow, Dialect, SQLConnection
 from chronik.projections.errors import ProjectionError
 from chronik.store import postgres_sql as store_sql
 from chronik.store.contract import EventStore, UnitOfWork
@@ -97,6 +95,9 @@ class _PipelinedCursor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
 
+
+# The advisory lock each of chronik's tables is created under (same keys as before the shared base).
+CREATION_LOCKS: Final = {"projections": "projections-registry", "seals": "seals"}
 
 _PLAIN_WRITE: Final = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _RETURNING: Final = re.compile(r"\bRETURNING\b", re.IGNORECASE)
@@ -244,10 +245,10 @@ def qmark_to_format(statement: str) -> str:
     return "".join(out)
 
 
-class PostgresDialect:
-    positions_in_commit_order: Final = False  # see "Inline projections" above
+class PostgresDialect(Dialect):
+    positions_in_commit_order: ClassVar[bool] = False  # see "Inline projections" above
 
-    SQL_CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
+    SQL_CREATE_REGISTRY: ClassVar[str] = """CREATE TABLE IF NOT EXISTS projections (
         name                  text    PRIMARY KEY,  -- locked FOR UPDATE by inline hooks and the swap
         live_version          integer NOT NULL,     -- the live table set is <name>__<table>__v<live_version>
         code_version          integer NOT NULL,     -- Projection.version that built the live set
@@ -261,45 +262,19 @@ class PostgresDialect:
     # Guarantee: concurrent first registrations create the tables once (CREATE TABLE IF NOT EXISTS
     # alone can fail when two transactions race on the catalog).
     SQL_CREATE_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
-    SQL_REGISTRY_COLUMNS: Final = (
-        "name, live_version, code_version, position, building_version, building_code_version, "
-        "building_position, updated_at, side_effects_after"
-    )
     SQL_TABLE_EXISTS: Final = "SELECT to_regclass(%s) IS NOT NULL"
-    SQL_REGISTRY_ROW: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections WHERE name = %s"
     # The inline hook's and the final rebuild step's lock: held until their transaction ends, so
     # inline-projected appends of one projection, and the swap, take turns.
-    SQL_LOCK_REGISTRY: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections WHERE name = %s FOR UPDATE"
-    SQL_INSERT_REGISTRY: Final = (
-        "INSERT INTO projections "
-        "(name, live_version, code_version, position, updated_at, side_effects_after) "
-        "VALUES (%s, 1, %s, 0, %s, (SELECT coalesce(max(global_position), 0) FROM events)) "
-        "ON CONFLICT (name) DO NOTHING"
-    )
-    # Every update names the state it expects; under READ COMMITTED a concurrent update makes this
-    # wait for the row, then re-check the WHERE on the new version: a stale batch matches nothing.
-    SQL_ADVANCE: Final = (
-        "UPDATE projections SET position = %s, updated_at = %s "
-        "WHERE name = %s AND live_version = %s AND position = %s"
-    )
+    SQL_LOCK_REGISTRY: ClassVar[str] = Dialect.SQL_REGISTRY_ROW + " FOR UPDATE"
     # Inline, under SQL_LOCK_REGISTRY: never moves the checkpoint back (an earlier-positioned
     # transaction may get the lock after a later one).
-    SQL_ADVANCE_INLINE: Final = (
-        "UPDATE projections SET position = greatest(position, %s), updated_at = %s "
-        "WHERE name = %s AND live_version = %s"
+    SQL_ADVANCE_INLINE: ClassVar[str] = (
+        "UPDATE projections SET position = greatest(position, ?), updated_at = ? "
+        "WHERE name = ? AND live_version = ?"
     )
-    SQL_START_BUILDING: Final = (
-        "UPDATE projections SET building_version = %s, building_code_version = %s, building_position = 0, "
-        "updated_at = %s WHERE name = %s"
-    )
-    SQL_ADVANCE_BUILDING: Final = (
-        "UPDATE projections SET building_position = %s, updated_at = %s "
-        "WHERE name = %s AND building_version = %s AND building_position = %s"
-    )
-    SQL_SWAP: Final = (
-        "UPDATE projections SET live_version = building_version, code_version = building_code_version, "
-        "position = %s, building_version = NULL, building_code_version = NULL, building_position = NULL, "
-        "updated_at = %s WHERE name = %s AND building_version = %s AND building_position = %s"
+    SQL_TABLES_LIKE: ClassVar[str] = (
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+        "AND tablename LIKE ? ESCAPE '\\' ORDER BY tablename"
     )
     # The read barrier of every writer but this transaction (see SQL_WRITERS_BARRIER in the store):
     # the final rebuild step is itself a registered writer and must not wait for itself.
@@ -307,13 +282,19 @@ class PostgresDialect:
         "AND classid::bigint = %s AND objid::bigint = %s)",
         "AND classid::bigint = %s AND objid::bigint = %s AND pid <> pg_backend_pid())",
     )
-    SQL_COMMITTED_HEAD: Final = "SELECT coalesce(max(global_position), 0) FROM events"
     SQL_READ_EVENTS: Final = (
         f"SELECT {store_sql.EVENT_COLUMNS} FROM events WHERE global_position >= %s AND global_position <= %s "
         "AND event_type = ANY(%s) ORDER BY global_position"
     )
+    SQL_COLUMNS: Final = (
+        "SELECT a.attname, coalesce((SELECT k.n FROM pg_index i, "
+        "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
+        "WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0) "
+        "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum"
+    )
 
-    SQL_CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
+    SQL_CREATE_SEALS: ClassVar[str] = """CREATE TABLE IF NOT EXISTS seals (
         seal_no            bigint  PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
         from_position      bigint  NOT NULL,     -- ranges are contiguous in the global order
         to_position        bigint  NOT NULL,
@@ -322,22 +303,13 @@ class PostgresDialect:
         seal_hash          text    NOT NULL,
         sealed_at          text    NOT NULL
     )"""
-    SQL_SEALS: Final = (
-        "SELECT seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at "
-        "FROM seals ORDER BY seal_no"
-    )
-    SQL_INSERT_SEAL: Final = (
-        "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
-        "seal_hash, sealed_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-    )
     # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
     # byte, and times are formatted the way the append formatted them.
-    SQL_CHAIN_ROWS: Final = (
+    SQL_CHAIN_ROWS: ClassVar[str] = (
         "SELECT global_position, event_id::text, stream_name, stream_version, event_type, schema_version, "
         "recorded_at, occurred_at, metadata::text, data::text, event_hash FROM events "
         "WHERE global_position >= %s AND global_position <= %s ORDER BY global_position LIMIT %s"
     )
-    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = %s AND stream_version = %s"
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -390,56 +362,18 @@ class PostgresDialect:
                 connection.pipeline = None
                 connection.forget_buffer()  # after an error: the transaction rolls back anyway
 
-    # -- the registry ------------------------------------------------------------------------------
+    # -- what differs from SQLite ------------------------------------------------------------------
 
-    def ensure_registry(self, connection: SQLConnection) -> None:
-        connection.execute(self.SQL_CREATE_LOCK, (_lock_key("projections-registry", "registry"),))
-        connection.execute(self.SQL_CREATE_REGISTRY)
+    def _creation_lock(self, connection: SQLConnection, table: str) -> None:
+        connection.execute(self.SQL_CREATE_LOCK, (_lock_key(CREATION_LOCKS[table], "registry"),))
 
-    def _exists(self, connection: SQLConnection, table: str) -> bool:
-        return bool(connection.execute(self.SQL_TABLE_EXISTS, (table,)).fetchone()[0])
-
-    def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
-        if not self._exists(connection, "projections"):
+    def _rows_if_table(
+        self, connection: SQLConnection, table: str, statement: str, parameters: Sequence[Any] = ()
+    ) -> list[Any] | None:
+        if not connection.execute(self.SQL_TABLE_EXISTS, (table,)).fetchone()[0]:
             return None
-        row = connection.execute(self.SQL_REGISTRY_ROW, (name,)).fetchone()
-        return None if row is None else RegistryRow(*row)
-
-    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
-        if not self._exists(connection, "projections"):
-            return None
-        row = connection.execute(self.SQL_LOCK_REGISTRY, (name,)).fetchone()
-        return None if row is None else RegistryRow(*row)
-
-    def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]:
-        if not self._exists(connection, "projections"):
-            return []
-        rows = connection.execute(f"SELECT {self.SQL_REGISTRY_COLUMNS} FROM projections ORDER BY name")
-        return [RegistryRow(*row) for row in rows.fetchall()]
-
-    def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None:
-        connection.execute(self.SQL_INSERT_REGISTRY, (name, code_version, _now()))
-
-    def advance(self, connection: SQLConnection, name: str, live_version: int, old: int, new: int) -> bool:
-        cursor = connection.execute(self.SQL_ADVANCE, (new, _now(), name, live_version, old))
-        return bool(cursor.rowcount == 1)
-
-    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
-        cursor = connection.execute(self.SQL_ADVANCE_INLINE, (last, _now(), name, live_version))
-        return bool(cursor.rowcount == 1)
-
-    def start_building(self, connection: SQLConnection, name: str, version: int, code_version: int) -> None:
-        connection.execute(self.SQL_START_BUILDING, (version, code_version, _now(), name))
-
-    def advance_building(
-        self, connection: SQLConnection, name: str, version: int, old: int, new: int
-    ) -> bool:
-        cursor = connection.execute(self.SQL_ADVANCE_BUILDING, (new, _now(), name, version, old))
-        return bool(cursor.rowcount == 1)
-
-    def swap(self, connection: SQLConnection, name: str, version: int, old: int, new: int) -> bool:
-        cursor = connection.execute(self.SQL_SWAP, (new, _now(), name, version, old))
-        return bool(cursor.rowcount == 1)
+        rows: list[Any] = connection.execute(self.sql(statement), parameters).fetchall()
+        return rows
 
     # -- the final step of a rebuild ---------------------------------------------------------------
 
@@ -451,7 +385,7 @@ class PostgresDialect:
         applied to the old set before the lock is committed, hence below it and in the new set.
         """
         assert isinstance(store, PostgresStore)
-        head = int(connection.execute(self.SQL_COMMITTED_HEAD).fetchone()[0])
+        head = self.head_position(connection)
         barrier = int(connection.execute(self.SQL_OTHER_WRITERS_BARRIER, store._barrier_params).fetchone()[0])
         return head if head < barrier << store_sql.POSITION_SHIFT else None
 
@@ -467,56 +401,9 @@ class PostgresDialect:
 
     # -- introspection -----------------------------------------------------------------------------
 
-    def tables_with_prefix(self, connection: SQLConnection, prefix: str) -> list[str]:
-        pattern = prefix.replace("_", "\\_") + "%"
-        rows = connection.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename LIKE %s ESCAPE '\\' ORDER BY tablename",
-            (pattern,),
-        ).fetchall()
-        return [row[0] for row in rows]
-
     def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]:
-        """(column name, position in the primary key: 0 when not part of it), in table order."""
-        rows = connection.execute(
-            "SELECT a.attname, coalesce((SELECT k.n FROM pg_index i, "
-            "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
-            "WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0) "
-            "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
-            "AND NOT a.attisdropped ORDER BY a.attnum",
-            (table,),
-        ).fetchall()
+        rows = connection.execute(self.SQL_COLUMNS, (table,)).fetchall()
         return [(row[0], int(row[1])) for row in rows]
-
-    def drop_table(self, connection: SQLConnection, table: str) -> None:
-        connection.execute(f'DROP TABLE IF EXISTS "{table}"')
-
-    def head_position(self, connection: SQLConnection) -> int:
-        row = connection.execute(self.SQL_COMMITTED_HEAD).fetchone()
-        return int(row[0] or 0)
-
-    def count_events(
-        self,
-        connection: SQLConnection,
-        after: int,
-        up_to: int,
-        event_types: Sequence[str] | None = None,
-        recorded_until: datetime | None = None,
-    ) -> int:
-        """Committed events in (after, up_to]: callers pass an `up_to` below the read barrier (a head
-        they read from the store), so the count cannot change once taken."""
-        clauses = ["global_position > %s", "global_position <= %s"]
-        parameters: list[Any] = [after, up_to]
-        if event_types is not None:
-            clauses.append("event_type = ANY(%s)")
-            parameters.append(list(event_types))
-        if recorded_until is not None:
-            clauses.append("recorded_at <= %s")
-            parameters.append(recorded_until)
-        row = connection.execute(
-            f"SELECT count(*) FROM events WHERE {' AND '.join(clauses)}", parameters
-        ).fetchone()
-        return int(row[0])
 
     def table_vanished(self, error: Exception) -> bool:
         """A query that found the live set in the registry, then waited behind a swap's DROP TABLE:
@@ -525,25 +412,8 @@ class PostgresDialect:
 
     # -- seals -------------------------------------------------------------------------------------
 
-    def ensure_seals(self, connection: SQLConnection) -> None:
-        connection.execute(self.SQL_CREATE_LOCK, (_lock_key("seals", "registry"),))
-        connection.execute(self.SQL_CREATE_SEALS)
-
-    def seals(self, connection: SQLConnection) -> list[SealRow]:
-        if not self._exists(connection, "seals"):
-            return []
-        return [SealRow(*row) for row in connection.execute(self.SQL_SEALS).fetchall()]
-
-    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
-        # SealRow's fields are in the INSERT's column order.
-        connection.execute(self.SQL_INSERT_SEAL, msgspec.structs.astuple(seal))
-
     def chain_rows(
         self, connection: SQLConnection, from_position: int, to_position: int, limit: int
     ) -> list[ChainRow]:
         rows = connection.execute(self.SQL_CHAIN_ROWS, (from_position, to_position, limit)).fetchall()
         return [(*row[:6], format_timestamp(row[6]), format_timestamp(row[7]), *row[8:]) for row in rows]
-
-    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
-        row = connection.execute(self.SQL_EVENT_HASH_AT, (stream, version)).fetchone()
-        return None if row is None else str(row[0])
