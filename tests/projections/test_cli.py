@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from chronik import NewEvent
 from chronik.cli.projections import projections_app, standalone_app
 from chronik.examples.cart.projections import CartsByStatus
+from chronik.projections import ScratchView, scratch_labels
 from chronik.store import EventStore, open_store
 from tests.conftest import StoreFactory
 from tests.raw_sql import execute_behind_the_store, log_positions
@@ -72,24 +73,51 @@ def test_rebuild_and_status(store: EventStore, store_url: str, head: int) -> Non
     assert status_cells(behind.output, "carts_by_status")[5] == "2"  # lag in events, not positions
 
 
-def test_rebuild_as_of_leaves_live_alone(store_url: str) -> None:
+def scratch_carts(store: EventStore, label: str) -> int:
+    """How many carts the scratch set `label` of carts_by_status holds."""
+    carts = CartsByStatus(store)
+    return int(ScratchView(carts, f"scratch_{label}", 0).query("SELECT count(*) FROM {carts}")[0][0])
+
+
+def test_rebuild_as_of_leaves_live_alone(store: EventStore, store_url: str) -> None:
     app = standalone_app()
+    events = store.read_all()
+    fifth = events[4].global_position  # the first five events touch carts 0, 1 and 2 (cart-3 never exists)
     result = runner.invoke(
-        app, ["projections", "rebuild", "carts_by_status", "--as-of", "5", "-s", store_url]
+        app, ["projections", "rebuild", "carts_by_status", "--as-of", str(fifth), "-s", store_url]
     )
     assert result.exit_code == 0, result.output
-    assert "log position 5" in result.output and "carts_by_status__carts__scratch_asof_p5" in result.output
+    label = f"asof_p{fifth}"
+    assert (
+        f"log position {fifth}" in result.output
+        and f"carts_by_status__carts__scratch_{label}" in result.output
+    )
+    assert "5/5" in result.stderr  # progress in events, also on PostgreSQL's sparse positions
+    assert scratch_carts(store, label) == 3
     status = runner.invoke(app, ["projections", "status", "-s", store_url])
-    assert "asof_p5" in status.output
-    drop = ["projections", "drop-scratch", "carts_by_status", "asof_p5", "-s", store_url]
+    assert label in status.output and status_cells(status.output, "carts_by_status")[1] == "v1"
+    drop = ["projections", "drop-scratch", "carts_by_status", label, "-s", store_url]
     dropped = runner.invoke(app, drop)
     assert dropped.exit_code == 0 and "dropped 1 scratch set(s)" in dropped.output
     again = runner.invoke(app, drop)
-    assert again.exit_code == 2 and "no scratch set 'asof_p5'" in again.output
+    assert again.exit_code == 2 and f"no scratch set '{label}'" in again.output
     bad = runner.invoke(
         app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
     )
     assert bad.exit_code == 2 and "neither a log position nor" in bad.output
+
+
+def test_rebuild_as_of_a_time_keeps_what_was_recorded_by_then(store: EventStore, store_url: str) -> None:
+    events = store.read_all()
+    moment = events[1].recorded_at.isoformat()  # the first two events: carts 0 and 1
+    result = runner.invoke(
+        standalone_app(), ["projections", "rebuild", "carts_by_status", "--as-of", moment, "-s", store_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"log position {events[1].global_position}" in result.output
+    assert "2/2" in result.stderr  # the total counts only events recorded by then
+    [label] = scratch_labels(CartsByStatus(store))
+    assert label.startswith("asof_2") and scratch_carts(store, label) == 2
 
 
 def test_run_once_catches_the_projections_up(store_url: str, head: int) -> None:

@@ -149,8 +149,10 @@ def test_wait_until_times_out_naming_projection_and_positions(sql_store: EventSt
     counts = Counts(sql_store)
     counts.ensure()
     position = append_deposits(sql_store, streams=1, per_stream=3)
+    started = time.monotonic()
     with pytest.raises(ProjectionTimeout) as raised:
-        counts.wait_until(position, timeout=0.05)
+        counts.wait_until(position, timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 2.0  # gives up on time, not after a pool or lock wait
     error = raised.value
     assert (error.name, error.wanted, error.reached) == ("counts", position, 0)
     assert "'counts'" in str(error) and f"position {position}" in str(error) and "position 0" in str(error)

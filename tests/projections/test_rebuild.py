@@ -169,8 +169,10 @@ def test_time_machine_builds_as_of_a_position_or_a_time_and_leaves_live_alone(
 
     by_position = build_as_of(counts, position=first)
     assert by_position.query("SELECT stream, events, total FROM {streams}") == [("acct-1", 1, 1)]
-    by_time = build_as_of(counts, at=middle)  # the first three events were recorded by `middle`
-    assert by_time.position == third
+    reported: list[tuple[int, int]] = []
+    by_time = build_as_of(counts, at=middle, progress=lambda done, total: reported.append((done, total)))
+    assert by_time.position == third  # the first three events were recorded by `middle`
+    assert reported[0] == (0, 3) and reported[-1] == (3, 3)  # the total counts only those
     assert by_time.query("SELECT stream, events, total FROM {streams}") == [("acct-1", 3, 7)]
     assert counts.rows() == {"acct-1": (3, 7), "acct-2": (1, 8)}  # live untouched
     by_time.drop()
