@@ -112,6 +112,27 @@ class Dialect(abc.ABC):
     SQL_CREATE_SEALS: ClassVar[str]
     SQL_CHAIN_ROWS: ClassVar[str]
 
+    # chronik's own tables, with each dialect's column types filled in (`{text}`, `{integer}`, `{bigint}`).
+    CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
+        name                  {text}    PRIMARY KEY,  -- PostgreSQL: locked FOR UPDATE (inline hooks, swap)
+        live_version          {integer} NOT NULL,     -- the live table set: <name>__<table>__v<live_version>
+        code_version          {integer} NOT NULL,     -- Projection.version that built the live set
+        position              {bigint}  NOT NULL,     -- checkpoint: committed with the table writes it covers
+        building_version      {integer},              -- a rebuild in progress (NULL: none)
+        building_code_version {integer},
+        building_position     {bigint},
+        updated_at            {text}    NOT NULL,
+        side_effects_after    {bigint}  NOT NULL      -- side effects only for events after this position
+    )"""
+    CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
+        seal_no            {bigint} PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of a range fails here
+        from_position      {bigint} NOT NULL,     -- ranges are contiguous: from = previous seal's to + 1
+        to_position        {bigint} NOT NULL,
+        event_count        {bigint} NOT NULL,
+        previous_seal_hash {text}   NOT NULL,     -- chains the seals: editing one breaks every later one
+        seal_hash          {text}   NOT NULL,
+        sealed_at          {text}   NOT NULL
+    )"""
     SQL_REGISTRY_COLUMNS: Final = (
         "name, live_version, code_version, position, building_version, building_code_version, "
         "building_position, updated_at, side_effects_after"
@@ -342,17 +363,9 @@ class SQLiteDialect(Dialect):
 
     positions_in_commit_order: ClassVar[bool] = True  # positions are head + 1 under the write lock
 
-    SQL_CREATE_REGISTRY: ClassVar[str] = """CREATE TABLE IF NOT EXISTS projections (
-        name                  TEXT    PRIMARY KEY,
-        live_version          INTEGER NOT NULL,  -- the live table set is <name>__<table>__v<live_version>
-        code_version          INTEGER NOT NULL,  -- Projection.version that built the live set
-        position              INTEGER NOT NULL,  -- checkpoint: committed with the table writes it covers
-        building_version      INTEGER,           -- a rebuild in progress (NULL: none)
-        building_code_version INTEGER,
-        building_position     INTEGER,
-        updated_at            TEXT    NOT NULL,
-        side_effects_after    INTEGER NOT NULL   -- side effects only for events after this position
-    ) WITHOUT ROWID"""
+    # INTEGER is SQLite's 64-bit integer; WITHOUT ROWID: the registry is looked up by its name.
+    COLUMN_TYPES: ClassVar[dict[str, str]] = {"text": "TEXT", "integer": "INTEGER", "bigint": "INTEGER"}
+    SQL_CREATE_REGISTRY: ClassVar[str] = Dialect.CREATE_REGISTRY.format(**COLUMN_TYPES) + " WITHOUT ROWID"
     # The unit of work holds the write lock already: reading the row is locking it.
     SQL_LOCK_REGISTRY: ClassVar[str] = Dialect.SQL_REGISTRY_ROW
     SQL_ADVANCE_INLINE: ClassVar[str] = (
@@ -362,15 +375,7 @@ class SQLiteDialect(Dialect):
     SQL_TABLES_LIKE: ClassVar[str] = (
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\' ORDER BY name"
     )
-    SQL_CREATE_SEALS: ClassVar[str] = """CREATE TABLE IF NOT EXISTS seals (
-        seal_no            INTEGER PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
-        from_position      INTEGER NOT NULL,     -- ranges are contiguous: from = previous seal's to + 1
-        to_position        INTEGER NOT NULL,
-        event_count        INTEGER NOT NULL,
-        previous_seal_hash TEXT    NOT NULL,     -- chains the seals: editing one breaks every later one
-        seal_hash          TEXT    NOT NULL,
-        sealed_at          TEXT    NOT NULL
-    )"""
+    SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
     # Exactly the stored text the hash was computed over (events/chain.py), in global order.
     SQL_CHAIN_ROWS: ClassVar[str] = (
         "SELECT global_position, event_id, stream_name, stream_version, event_type, schema_version, "

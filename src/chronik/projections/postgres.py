@@ -248,17 +248,8 @@ def qmark_to_format(statement: str) -> str:
 class PostgresDialect(Dialect):
     positions_in_commit_order: ClassVar[bool] = False  # see "Inline projections" above
 
-    SQL_CREATE_REGISTRY: ClassVar[str] = """CREATE TABLE IF NOT EXISTS projections (
-        name                  text    PRIMARY KEY,  -- locked FOR UPDATE by inline hooks and the swap
-        live_version          integer NOT NULL,     -- the live table set is <name>__<table>__v<live_version>
-        code_version          integer NOT NULL,     -- Projection.version that built the live set
-        position              bigint  NOT NULL,     -- checkpoint: committed with the table writes it covers
-        building_version      integer,              -- a rebuild in progress (NULL: none)
-        building_code_version integer,
-        building_position     bigint,
-        updated_at            text    NOT NULL,
-        side_effects_after    bigint  NOT NULL      -- side effects only for events after this position
-    )"""
+    COLUMN_TYPES: ClassVar[dict[str, str]] = {"text": "text", "integer": "integer", "bigint": "bigint"}
+    SQL_CREATE_REGISTRY: ClassVar[str] = Dialect.CREATE_REGISTRY.format(**COLUMN_TYPES)
     # Guarantee: concurrent first registrations create the tables once (CREATE TABLE IF NOT EXISTS
     # alone can fail when two transactions race on the catalog).
     SQL_CREATE_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
@@ -294,15 +285,7 @@ class PostgresDialect(Dialect):
         "AND NOT a.attisdropped ORDER BY a.attnum"
     )
 
-    SQL_CREATE_SEALS: ClassVar[str] = """CREATE TABLE IF NOT EXISTS seals (
-        seal_no            bigint  PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
-        from_position      bigint  NOT NULL,     -- ranges are contiguous in the global order
-        to_position        bigint  NOT NULL,
-        event_count        bigint  NOT NULL,
-        previous_seal_hash text    NOT NULL,     -- chains the seals: editing one breaks every later one
-        seal_hash          text    NOT NULL,
-        sealed_at          text    NOT NULL
-    )"""
+    SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
     # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
     # byte, and times are formatted the way the append formatted them.
     SQL_CHAIN_ROWS: ClassVar[str] = (
