@@ -202,6 +202,18 @@ def test_reconcile_names_the_row_corrupted_by_hand(sql_store: EventStore) -> Non
     assert not any("scratch" in name for name in table_names(sql_store))  # scratch set dropped
 
 
+def wait_for_lock_waiters(store: EventStore, table: str, waiters: int) -> None:
+    """PostgreSQL: until `waiters` transactions wait for a lock on `table` of the store's schema."""
+    statement = (
+        "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE NOT l.granted AND c.relname = ? AND c.relnamespace = current_schema()::regnamespace"
+    )
+    deadline = time.monotonic() + 30
+    while execute_behind_the_store(store, statement, (table,)) < waiters:
+        assert time.monotonic() < deadline, f"nobody waits for {table}"
+        time.sleep(0.01)
+
+
 @pytest.mark.timeout(60)
 def test_a_query_in_flight_during_the_swap_still_reads_the_old_set(
     sql_store: EventStore, backend: str
@@ -245,10 +257,14 @@ def test_a_query_in_flight_during_the_swap_still_reads_the_old_set(
         tx = reader.tx(connection, "v1")
         assert tx.query("SELECT sum(total) FROM {streams}") == [(30,)]
         rebuilder.start()
-        # SQLite swaps at once; PostgreSQL's drop of v1 waits for this snapshot to end.
-        assert swapped.wait(10 if backend == "sqlite" else 1) == (backend == "sqlite")
-        late_reader.start()
-        time.sleep(0.3)  # PostgreSQL: B now waits behind the drop, with v1 live in its snapshot
+        if backend == "sqlite":
+            assert swapped.wait(10)  # the swap commits and drops v1 while A is inside
+            late_reader.start()
+        else:
+            wait_for_lock_waiters(sql_store, "counts__streams__v1", 1)  # the drop waits for A
+            assert not swapped.is_set()
+            late_reader.start()
+            wait_for_lock_waiters(sql_store, "counts__streams__v1", 2)  # B found v1 live, waits too
         assert tx.query("SELECT sum(total) FROM {streams}") == [(30,)]  # A's snapshot still has v1
     rebuilder.join(30)
     late_reader.join(30)
