@@ -18,7 +18,9 @@ from chronik.store import EventStore
 
 
 def execute_behind_the_store(store: EventStore, statement: str, parameters: Sequence[Any] = ()) -> int:
-    """Run one statement (`?` placeholders) in its own committed transaction; returns its rowcount."""
+    """Run one statement (`?` placeholders) in its own committed transaction; returns its rowcount
+    (for a SELECT on PostgreSQL, the rows found). On PostgreSQL every `?` becomes `%s`: keep `?`
+    and `%` out of the statement's literals."""
     if store.url.startswith("sqlite"):
         raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
         try:
