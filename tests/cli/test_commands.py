@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 
 from chronik.cli.app import app
 from chronik.store import open_store
+from tests.conftest import StoreFactory
 
 runner = CliRunner()
 
@@ -60,11 +61,14 @@ def test_read_all_filters_by_category_and_type(store_url: str) -> None:
     assert [json.loads(line)["stream"] for line in typed.stdout.splitlines()] == ["product-tea"]
 
 
-def test_history_shows_who_did_what_and_why(store_url: str) -> None:
-    chronik(store_url, "append", "cart-1", "ItemAdded", '{"sku":"tea"}', "--actor", "ann")
+@pytest.mark.sql_stores
+def test_history_shows_who_did_what_and_why(store_factory: StoreFactory) -> None:
+    store_url = store_factory().url  # a SQLite file, or a PostgreSQL schema (`?schema=` in the URL)
+    added = chronik(store_url, "append", "cart-1", "ItemAdded", '{"sku":"tea"}', "--actor", "ann")
+    assert added.exit_code == 0, added.output
     chronik(store_url, "append", "cart-1", "CheckedOut", "--metadata", '{"causation_id": "order-7"}')
     result = runner.invoke(app, ["history", "cart-1", "--store", store_url], terminal_width=200)
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     assert "history of cart-1" in result.stdout
     assert all(text in result.stdout for text in ("ann", "order-7", "CheckedOut", '{"sku":"tea"}'))
 

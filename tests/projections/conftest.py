@@ -1,10 +1,10 @@
-"""Projection tests run on real SQLite files (projections need a SQL store)."""
+"""Projection tests run on both SQL stores: real SQLite files and fresh PostgreSQL schemas.
+
+`sql_store` comes from the repo's `store_factory`, so a module using it must carry
+`pytestmark = pytest.mark.sql_stores` (the memory store has no SQL tables to project into).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,7 +12,8 @@ from chronik import NewEvent
 from chronik.clock import ManualClock
 from chronik.events.envelope import RecordedEvent
 from chronik.projections import Projection, ProjectionTx, handles
-from chronik.store import EventStore, open_store
+from chronik.store import EventStore
+from tests.conftest import StoreFactory
 
 
 class Counts(Projection):
@@ -56,12 +57,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path, clock: ManualClock) -> Iterator[EventStore]:
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}", clock=clock)
-    yield store
-    store.close()
+def sql_store(store_factory: StoreFactory, clock: ManualClock) -> EventStore:
+    """A fresh SQL store (SQLite file or PostgreSQL schema) on the test's manual clock."""
+    return store_factory(clock=clock)
 
 
-def table_names(store: EventStore) -> list[str]:
-    connection: Any = store.connection()  # type: ignore[attr-defined]
-    return [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+def sqlite_only(backend: str, reason: str) -> None:
+    """Skip on other backends, saying why the behaviour under test exists only on SQLite."""
+    if backend != "sqlite":
+        pytest.skip(f"SQLite only: {reason}")

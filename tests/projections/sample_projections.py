@@ -15,6 +15,6 @@ class EventTypeCounts(Projection):
     @handles("ItemAdded", "CheckedOut")
     def count(self, tx: ProjectionTx, event: RecordedEvent) -> None:
         tx.execute(
-            "INSERT INTO {types} VALUES (?, 1) ON CONFLICT (type) DO UPDATE SET events = events + 1",
+            "INSERT INTO {types} VALUES (?, 1) ON CONFLICT (type) DO UPDATE SET events = {types}.events + 1",
             (event.type,),
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,20 @@ from typer.testing import CliRunner
 from chronik import NewEvent
 from chronik.cli.projections import projections_app, standalone_app
 from chronik.examples.cart.projections import CartsByStatus
-from chronik.store import open_store
+from chronik.projections import ScratchView, scratch_labels
+from chronik.store import EventStore, open_store
+from tests.conftest import StoreFactory
+from tests.raw_sql import execute_behind_the_store, log_positions
+
+pytestmark = pytest.mark.sql_stores
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    store = open_store(url)
+def store(store_factory: StoreFactory) -> EventStore:
+    """31 cart events: a SQLite file or a fresh PostgreSQL schema (its URL carries `?schema=`)."""
+    store = store_factory()
     for index in range(30):
         store.append(
             f"cart-{index % 3}",
@@ -34,50 +38,94 @@ def store_url(tmp_path: Path) -> str:
             ],
         )
     store.append("cart-0", [NewEvent(type="CheckedOut", data={}, metadata={"correlation_id": "checkout-7"})])
-    store.close()
-    return url
+    return store
 
 
-def test_rebuild_and_status(store_url: str) -> None:
+@pytest.fixture
+def store_url(store: EventStore) -> str:
+    return store.url
+
+
+@pytest.fixture
+def head(store: EventStore) -> int:
+    """The last event's position: 31 on SQLite, a large sparse number on PostgreSQL."""
+    return log_positions(store)[-1]
+
+
+def status_cells(output: str, name: str) -> list[str]:
+    """The cells of NAME's row in `projections status`: name, live, built by, code, position, lag, ..."""
+    line = next(line for line in output.splitlines() if f" {name} " in line)
+    return [cell.strip() for cell in line.strip().strip("│").split("│")]
+
+
+def test_rebuild_and_status(store: EventStore, store_url: str, head: int) -> None:
     result = runner.invoke(
         projections_app, ["rebuild", "carts_by_status", "--store", store_url, "--batch-size", "7"]
     )
     assert result.exit_code == 0, result.output
-    assert "carts_by_status: version 2 is live at position 31" in result.output
+    assert f"carts_by_status: version 2 is live at position {head}; 31 events applied" in result.output
     status = runner.invoke(projections_app, ["status", "--store", store_url])
     assert status.exit_code == 0, status.output
-    line = next(line for line in status.output.splitlines() if "carts_by_status" in line)
-    assert "v2" in line and "31" in line
+    assert status_cells(status.output, "carts_by_status")[1:6] == ["v2", "code v1", "v1", str(head), "0"]
     assert "product_prices" in status.output and "not built" in status.output
+    store.append("cart-5", [NewEvent(type="ItemAdded", data={}), NewEvent(type="ItemAdded", data={})])
+    behind = runner.invoke(projections_app, ["status", "--store", store_url])
+    assert status_cells(behind.output, "carts_by_status")[5] == "2"  # lag in events, not positions
 
 
-def test_rebuild_as_of_leaves_live_alone(store_url: str) -> None:
+def scratch_carts(store: EventStore, label: str) -> int:
+    """How many carts the scratch set `label` of carts_by_status holds."""
+    carts = CartsByStatus(store)
+    return int(ScratchView(carts, f"scratch_{label}", 0).query("SELECT count(*) FROM {carts}")[0][0])
+
+
+def test_rebuild_as_of_leaves_live_alone(store: EventStore, store_url: str) -> None:
     app = standalone_app()
+    events = store.read_all()
+    fifth = events[4].global_position  # the first five events touch carts 0, 1 and 2 (cart-3 never exists)
     result = runner.invoke(
-        app, ["projections", "rebuild", "carts_by_status", "--as-of", "5", "-s", store_url]
+        app, ["projections", "rebuild", "carts_by_status", "--as-of", str(fifth), "-s", store_url]
     )
     assert result.exit_code == 0, result.output
-    assert "log position 5" in result.output and "carts_by_status__carts__scratch_asof_p5" in result.output
+    label = f"asof_p{fifth}"
+    assert (
+        f"log position {fifth}" in result.output
+        and f"carts_by_status__carts__scratch_{label}" in result.output
+    )
+    assert "5/5" in result.stderr  # progress in events, also on PostgreSQL's sparse positions
+    assert scratch_carts(store, label) == 3
     status = runner.invoke(app, ["projections", "status", "-s", store_url])
-    assert "asof_p5" in status.output
-    drop = ["projections", "drop-scratch", "carts_by_status", "asof_p5", "-s", store_url]
+    assert label in status.output and status_cells(status.output, "carts_by_status")[1] == "v1"
+    drop = ["projections", "drop-scratch", "carts_by_status", label, "-s", store_url]
     dropped = runner.invoke(app, drop)
     assert dropped.exit_code == 0 and "dropped 1 scratch set(s)" in dropped.output
     again = runner.invoke(app, drop)
-    assert again.exit_code == 2 and "no scratch set 'asof_p5'" in again.output
+    assert again.exit_code == 2 and f"no scratch set '{label}'" in again.output
     bad = runner.invoke(
         app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
     )
     assert bad.exit_code == 2 and "neither a log position nor" in bad.output
 
 
-def test_run_once_catches_the_projections_up(store_url: str) -> None:
+def test_rebuild_as_of_a_time_keeps_what_was_recorded_by_then(store: EventStore, store_url: str) -> None:
+    events = store.read_all()
+    moment = events[1].recorded_at.isoformat()  # the first two events: carts 0 and 1
+    result = runner.invoke(
+        standalone_app(), ["projections", "rebuild", "carts_by_status", "--as-of", moment, "-s", store_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"log position {events[1].global_position}" in result.output
+    assert "2/2" in result.stderr  # the total counts only events recorded by then
+    [label] = scratch_labels(CartsByStatus(store))
+    assert label.startswith("asof_2") and scratch_carts(store, label) == 2
+
+
+def test_run_once_catches_the_projections_up(store_url: str, head: int) -> None:
     result = runner.invoke(projections_app, ["run", "carts_by_status", "--once", "-s", store_url])
     assert result.exit_code == 0, result.output
-    assert "caught up: carts_by_status at 31" in result.output
+    assert f"caught up: carts_by_status at {head}" in result.output
     status = runner.invoke(projections_app, ["status", "-s", store_url])
-    line = next(line for line in status.output.splitlines() if "carts_by_status" in line)
-    assert "v1" in line and "31" in line
+    assert status_cells(status.output, "carts_by_status")[1:6] == ["v1", "code v1", "v1", str(head), "0"]
 
 
 def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tmp_path: Path) -> None:
@@ -90,21 +138,20 @@ def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tm
     assert not (tmp_path / "typo.db").exists()
 
 
-def test_reconcile_prints_the_corrupted_row_and_exits_1(store_url: str) -> None:
+def test_reconcile_prints_the_corrupted_row_and_exits_1(store: EventStore, store_url: str) -> None:
     app = standalone_app()
     assert runner.invoke(app, ["projections", "rebuild", "carts_by_status", "-s", store_url]).exit_code == 0
     clean = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
     assert clean.exit_code == 0 and "match the log" in clean.output
-    path = store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE carts_by_status__carts__v2 SET items = 99 WHERE cart_id = '1'")
+    corrupt = "UPDATE carts_by_status__carts__v2 SET items = 99 WHERE cart_id = '1'"
+    assert execute_behind_the_store(store, corrupt) == 1
     result = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
     assert result.exit_code == 1, result.output
     assert "1 row(s) differ" in result.output
     assert "carts [cart_id='1'] differs: items: live 99 != rebuilt 10" in result.output
 
 
-def test_trace_verify_and_seal(store_url: str) -> None:
+def test_trace_verify_and_seal(store: EventStore, store_url: str) -> None:
     app = standalone_app()
     traced = runner.invoke(app, ["trace", "checkout-7", "-s", store_url])
     assert traced.exit_code == 0 and "CheckedOut" in traced.output and "cart-0" in traced.output
@@ -113,19 +160,19 @@ def test_trace_verify_and_seal(store_url: str) -> None:
     assert verified.exit_code == 0, verified.output
     assert "OK: 31 events in 3 streams; 0 seal(s) verified, 4 added" in verified.output
     assert "nothing to seal" in runner.invoke(app, ["seal", "-s", store_url]).output
-    path = store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as raw:
-        raw.execute('UPDATE events SET data = \'{"sku":"gold"}\' WHERE global_position = 17')
+    seventeenth = log_positions(store)[16]  # cart-1's sixth event
+    edit = 'UPDATE events SET data = \'{"sku":"gold"}\' WHERE global_position = ?'
+    assert execute_behind_the_store(store, edit, (seventeenth,)) == 1
     tampered = runner.invoke(app, ["verify", "-s", store_url])
     assert tampered.exit_code == 1
     assert "TAMPERED" in tampered.output and "stream 'cart-1'" in tampered.output
-    assert "position 17" in tampered.output
+    assert f"position {seventeenth}" in tampered.output
 
 
-def test_verify_in_a_real_process_names_the_deleted_event(store_url: str) -> None:
-    path = store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as raw:
-        raw.execute("DELETE FROM events WHERE global_position = 4")  # cart-0 version 1
+def test_verify_in_a_real_process_names_the_deleted_event(store: EventStore, store_url: str) -> None:
+    positions = log_positions(store)
+    delete = "DELETE FROM events WHERE global_position = ?"
+    assert execute_behind_the_store(store, delete, (positions[3],)) == 1
     env = {**os.environ, "CHRONIK_STORE": store_url}
     done = subprocess.run(
         [sys.executable, "-m", "chronik.cli.projections", "verify"],
@@ -135,7 +182,7 @@ def test_verify_in_a_real_process_names_the_deleted_event(store_url: str) -> Non
         timeout=60,
     )
     assert done.returncode == 1, done.stderr
-    assert "missing at stream 'cart-0', version 2, position 7" in done.stdout
+    assert f"missing at stream 'cart-0', version 2, position {positions[6]}" in done.stdout
     assert "Traceback" not in done.stderr
 
 
@@ -151,12 +198,13 @@ def run_cli(*args: str, store_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str) -> None:
+def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str, head: int) -> None:
     module = "tests.projections.sample_projections"
     rebuilt = run_cli("projections", "rebuild", "event_type_counts", "--module", module, store_url=store_url)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "event_type_counts: version 2 is live at position 31" in rebuilt.stdout
-    assert "ev/s" in rebuilt.stderr  # the progress bar, with its rate, on stderr
+    assert f"event_type_counts: version 2 is live at position {head}" in rebuilt.stdout
+    # The progress bar on stderr counts the 31 events (not positions: sparse on PostgreSQL), with a rate.
+    assert "31/31" in rebuilt.stderr and "ev/s" in rebuilt.stderr
     status = run_cli("projections", "status", "-m", module, store_url=store_url)
     assert status.returncode == 0 and "event_type_counts" in status.stdout
     reconciled = run_cli("reconcile", "event_type_counts", "-m", module, store_url=store_url)

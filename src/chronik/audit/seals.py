@@ -41,6 +41,7 @@ READ_BATCH: Final = 5_000
 FIRST_SEAL_PREVIOUS: Final = ""
 
 Progress = Callable[[int, int], None]
+"""`progress(events_checked, events_total)` after each batch: counted in events, not positions."""
 
 
 class TamperDetected(ChronikError):
@@ -219,6 +220,10 @@ def verify(
     connection = dialect.read_connection(store)
     head = store.head_position()
     seals = dialect.seals(connection)
+    # Progress counts events (one count up front): positions are sparse on PostgreSQL.
+    total = dialect.count_events(connection, 0, head) if progress is not None else 0
+    if progress is not None:
+        progress(0, total)  # before any batch: a bar starts its clock here
     chains = _Chains()
     breaks = chains.breaks
     _check_seal_table(seals, breaks)
@@ -260,7 +265,7 @@ def verify(
                 tail.add(current, row[10])
         position = rows[-1][0] + 1
         if progress is not None:
-            progress(rows[-1][0], head)
+            progress(events, max(total, events))
     while seal_index < len(seals):
         assert digest is not None
         _close_seal(seals[seal_index], digest, in_seal, breaks)

@@ -143,7 +143,11 @@ class RateColumn(ProgressColumn):
 
 @contextmanager
 def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar over log positions, with rate and ETA; yields the `progress` callback."""
+    """A rich progress bar over events (done of total), with rate and ETA; yields the `progress` callback.
+
+    The callers count events, not log positions (sparse on PostgreSQL). The first report resets the
+    bar's clock, so a resumed rebuild's earlier work does not inflate the rate.
+    """
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -155,9 +159,15 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=None)
+        started = False
 
-        def update(position: int, head: int) -> None:
-            bar.update(task, completed=position, total=max(head, 1))
+        def update(done: int, total: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                bar.reset(task, completed=done, total=max(total, 1))
+                return
+            bar.update(task, completed=done, total=max(total, 1))
 
         yield update
 
@@ -219,13 +229,15 @@ def rebuild_command(
 
 @projections_app.command("status")
 def status_command(store_url: StoreOption = None, modules: ModuleOption = None) -> None:
-    """Each projection's live version, position and lag behind the log."""
+    """Each projection's live version, position and lag (events behind the log)."""
     with _store(store_url) as store:
         _load_modules(modules)
         dialect = dialect_for(store)
         with dialect.read_snapshot(store) as connection:
             rows = {row.name: row for row in dialect.registry_rows(connection)}
             head = dialect.head_position(connection)
+            # Lag in events after the checkpoint (positions are sparse on PostgreSQL).
+            lag = {name: dialect.count_events(connection, row.position, head) for name, row in rows.items()}
         code = registered_projections()
         scratch = {name: scratch_labels(cls(store)) for name, cls in code.items() if name in rows}
         table = Table(title=f"projections (log head {head})")
@@ -248,7 +260,7 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
                 f"code v{row.code_version}",
                 code_text,
                 str(row.position),
-                str(max(0, head - row.position)),
+                str(lag[name]),
                 building,
                 ", ".join(scratch.get(name, [])),
             )

@@ -2,19 +2,22 @@
 
 The rest of `chronik.projections` and `chronik.audit` speaks only to a `Dialect`: how to get the
 SQL connection inside a unit of work, how to open a consistent read snapshot, chronik's own tables
-(the projection registry, the seals) and a little introspection. SQLite is implemented here; the
-PostgreSQL backend joins by implementing the same methods and calling `register_dialect`.
+(the projection registry, the seals) and a little introspection. The statements both databases
+share live once, in the `Dialect` base class; SQLite's differences are here, PostgreSQL's in
+`postgres.py` (registered with `register_dialect` at first use).
 
 Projection authors write the SQL of their own handlers for their database (placeholders included).
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, Protocol
+from datetime import datetime
+from typing import Any, ClassVar, Final, Protocol
 
 import msgspec
 
@@ -88,91 +91,54 @@ ChainRow = tuple[int, str, str, int, str, int, str, str, str, str, str]
 json_metadata, json_data, event_hash): an event as stored, exactly what its hash covers."""
 
 
-class Dialect(Protocol):
-    """What a database must offer projections and seals. SQLite below; PostgreSQL in `postgres.py`."""
+class Dialect(abc.ABC):
+    """What a database must offer projections and seals, and what SQLite and PostgreSQL share.
 
-    # True when positions are assigned in commit order (SQLite's one writer): an inline checkpoint
-    # then means "every event up to here". False on PostgreSQL: see `projections/postgres.py`.
-    @property
-    def positions_in_commit_order(self) -> bool: ...
-
-    def statement(self, sql: str) -> str:
-        """Handler SQL, written with `?` placeholders, in the driver's own placeholder style."""
-        ...
-
-    def write_connection(self, uow: UnitOfWork) -> SQLConnection: ...
-    def read_connection(self, store: EventStore) -> SQLConnection: ...
-    def read_snapshot(self, store: EventStore) -> contextlib.AbstractContextManager[SQLConnection]: ...
-    def ensure_registry(self, connection: SQLConnection) -> None: ...
-    def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None: ...
-    def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]: ...
-    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
-        """The row, locked until the transaction ends (inline hooks and the swap take turns)."""
-        ...
-
-    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
-        """Under `lock_registry_row`: the checkpoint becomes max(checkpoint, last)."""
-        ...
-
-    def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
-        """Under `lock_registry_row`: the head a rebuild may swap at, or None to try again shortly."""
-        ...
-
-    def read_events(
-        self, store: EventStore, connection: SQLConnection, first: int, last: int, event_types: Sequence[str]
-    ) -> list[Any]:
-        """Events in [first, last] of these types as `connection`'s transaction sees them."""
-        ...
-
-    def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None: ...
-    def advance(
-        self, connection: SQLConnection, name: str, live_version: int, old: int, new: int
-    ) -> bool: ...
-    def start_building(
-        self, connection: SQLConnection, name: str, version: int, code_version: int
-    ) -> None: ...
-    def advance_building(
-        self, connection: SQLConnection, name: str, version: int, old: int, new: int
-    ) -> bool: ...
-    def swap(self, connection: SQLConnection, name: str, version: int, old: int, new: int) -> bool: ...
-    def tables_with_prefix(self, connection: SQLConnection, prefix: str) -> list[str]: ...
-    def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]: ...
-    def drop_table(self, connection: SQLConnection, table: str) -> None: ...
-    def head_position(self, connection: SQLConnection) -> int: ...
-    # -- seals (chronik.audit) --
-    def ensure_seals(self, connection: SQLConnection) -> None: ...
-    def seals(self, connection: SQLConnection) -> list[SealRow]: ...
-    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None: ...
-    def chain_rows(
-        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
-    ) -> list[ChainRow]: ...
-    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None: ...
-
-
-class SQLiteDialect:
-    """SQLite: the unit of work's connection is inside `BEGIN IMMEDIATE`, so it holds the write lock.
-
-    That one fact gives most guarantees here: a batch's table writes, its checkpoint update and a
-    swap are made by the only writer of the whole database, and commit together or not at all.
+    The shared part is chronik's own tables and the statements that keep them, each written once
+    with `?` placeholders; `sql()` turns one into the driver's style the first time it is used
+    (`statement()`). Each dialect holds only what differs between the databases: connections and
+    snapshots, column types, catalog queries, row locks, and the final step of a rebuild.
+    SQLite below; PostgreSQL in `postgres.py`.
     """
 
-    positions_in_commit_order: Final = True  # positions are head + 1 under the write lock
+    # Defined by each dialect.
+    # True when positions are assigned in commit order (SQLite's one writer): an inline checkpoint
+    # then means "every event up to here". False on PostgreSQL: see `projections/postgres.py`.
+    positions_in_commit_order: ClassVar[bool]
+    SQL_CREATE_REGISTRY: ClassVar[str]
+    SQL_LOCK_REGISTRY: ClassVar[str]  # the registry row, locked until the transaction ends
+    SQL_ADVANCE_INLINE: ClassVar[str]  # checkpoint = max(checkpoint, ?): the larger-of function differs
+    SQL_TABLES_LIKE: ClassVar[str]  # table names LIKE ?, from the database's own catalog
+    SQL_CREATE_SEALS: ClassVar[str]
+    SQL_CHAIN_ROWS: ClassVar[str]
 
-    SQL_CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
-        name                  TEXT    PRIMARY KEY,
-        live_version          INTEGER NOT NULL,  -- the live table set is <name>__<table>__v<live_version>
-        code_version          INTEGER NOT NULL,  -- Projection.version that built the live set
-        position              INTEGER NOT NULL,  -- checkpoint: committed with the table writes it covers
-        building_version      INTEGER,           -- a rebuild in progress (NULL: none)
-        building_code_version INTEGER,
-        building_position     INTEGER,
-        updated_at            TEXT    NOT NULL,
-        side_effects_after    INTEGER NOT NULL   -- side effects only for events after this position
-    ) WITHOUT ROWID"""
+    # chronik's own tables, with each dialect's column types filled in (`{text}`, `{integer}`, `{bigint}`).
+    CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
+        name                  {text}    PRIMARY KEY,  -- PostgreSQL: locked FOR UPDATE (inline hooks, swap)
+        live_version          {integer} NOT NULL,     -- the live table set: <name>__<table>__v<live_version>
+        code_version          {integer} NOT NULL,     -- Projection.version that built the live set
+        position              {bigint}  NOT NULL,     -- checkpoint: committed with the table writes it covers
+        building_version      {integer},              -- a rebuild in progress (NULL: none)
+        building_code_version {integer},
+        building_position     {bigint},
+        updated_at            {text}    NOT NULL,
+        side_effects_after    {bigint}  NOT NULL      -- side effects only for events after this position
+    )"""
+    CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
+        seal_no            {bigint} PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of a range fails here
+        from_position      {bigint} NOT NULL,     -- ranges are contiguous: from = previous seal's to + 1
+        to_position        {bigint} NOT NULL,
+        event_count        {bigint} NOT NULL,
+        previous_seal_hash {text}   NOT NULL,     -- chains the seals: editing one breaks every later one
+        seal_hash          {text}   NOT NULL,
+        sealed_at          {text}   NOT NULL
+    )"""
     SQL_REGISTRY_COLUMNS: Final = (
         "name, live_version, code_version, position, building_version, building_code_version, "
         "building_position, updated_at, side_effects_after"
     )
+    SQL_REGISTRY_ROW: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections WHERE name = ?"
+    SQL_REGISTRY_ROWS: Final = f"SELECT {SQL_REGISTRY_COLUMNS} FROM projections ORDER BY name"
     # A new projection starts at position 0 with an empty table set v1. Its side effects start
     # after the head of the log at registration: the first catch-up replays history, which must
     # not send an e-mail for every past event either.
@@ -185,6 +151,8 @@ class SQLiteDialect:
     # Every update names the state it expects (live version and position): an update from a
     # worker whose view is out of date changes no row, and the caller rolls back its batch.
     # This is what makes each event apply exactly once even with two runners of one projection.
+    # (PostgreSQL, READ COMMITTED: a concurrent update makes it wait for the row, then re-check
+    # the WHERE on the new version, so a stale batch matches nothing there too.)
     SQL_ADVANCE: Final = (
         "UPDATE projections SET position = ?, updated_at = ? "
         "WHERE name = ? AND live_version = ? AND position = ?"
@@ -203,16 +171,7 @@ class SQLiteDialect:
         "position = ?, building_version = NULL, building_code_version = NULL, building_position = NULL, "
         "updated_at = ? WHERE name = ? AND building_version = ? AND building_position = ?"
     )
-
-    SQL_CREATE_SEALS: Final = """CREATE TABLE IF NOT EXISTS seals (
-        seal_no            INTEGER PRIMARY KEY,  -- 1, 2, 3, ...: a second sealer of the same range fails here
-        from_position      INTEGER NOT NULL,     -- ranges are contiguous: from = previous seal's to + 1
-        to_position        INTEGER NOT NULL,
-        event_count        INTEGER NOT NULL,
-        previous_seal_hash TEXT    NOT NULL,     -- chains the seals: editing one breaks every later one
-        seal_hash          TEXT    NOT NULL,
-        sealed_at          TEXT    NOT NULL
-    )"""
+    SQL_HEAD: Final = "SELECT coalesce(max(global_position), 0) FROM events"
     SQL_SEALS: Final = (
         "SELECT seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at "
         "FROM seals ORDER BY seal_no"
@@ -221,20 +180,215 @@ class SQLiteDialect:
         "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
         "seal_hash, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
+    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
+
+    def __init__(self) -> None:
+        self._translated: dict[str, str] = {}
+
+    def statement(self, sql: str) -> str:
+        """Handler SQL, written with `?` placeholders, in the driver's own placeholder style."""
+        return sql
+
+    def sql(self, statement: str) -> str:
+        """`statement()` of one of chronik's own statements, translated once and kept."""
+        translated = self._translated.get(statement)
+        if translated is None:
+            translated = self._translated[statement] = self.statement(statement)
+        return translated
+
+    # -- what each dialect fills in -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write_connection(self, uow: UnitOfWork) -> SQLConnection:
+        """The unit of work's own connection: table writes made through it commit with the checkpoint."""
+
+    @abc.abstractmethod
+    def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
+        """Around a batch of handler statements: lets a client/server database send them without
+        waiting for each result (PostgreSQL's pipeline mode); errors surface by the block's end."""
+
+    @abc.abstractmethod
+    def read_connection(self, store: EventStore) -> SQLConnection:
+        """A connection outside any unit of work: each statement reads the latest commit."""
+
+    @abc.abstractmethod
+    def read_snapshot(self, store: EventStore) -> contextlib.AbstractContextManager[SQLConnection]:
+        """A read transaction: every statement in it sees one snapshot, whatever commits meanwhile."""
+
+    @abc.abstractmethod
+    def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
+        """Under `lock_registry_row`: the head a rebuild may swap at, or None to try again shortly."""
+
+    @abc.abstractmethod
+    def read_events(
+        self, store: EventStore, connection: SQLConnection, first: int, last: int, event_types: Sequence[str]
+    ) -> list[Any]:
+        """Events in [first, last] of these types as `connection`'s transaction sees them."""
+
+    @abc.abstractmethod
+    def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]:
+        """(column name, position in the primary key: 0 when not part of it), in table order."""
+
+    @abc.abstractmethod
+    def table_vanished(self, error: Exception) -> bool:
+        """True when `error` says a table was dropped under a statement (a swap): worth one more try."""
+
+    @abc.abstractmethod
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]:
+        """Events as stored, exactly what their hashes cover, from `from_position` in global order."""
+
+    @abc.abstractmethod
+    def _rows_if_table(
+        self, connection: SQLConnection, table: str, statement: str, parameters: Sequence[Any] = ()
+    ) -> list[Any] | None:
+        """The rows of a read of one of chronik's tables, or None while that table does not exist."""
+
+    def _creation_lock(self, connection: SQLConnection, table: str) -> None:
+        """Taken before creating one of chronik's tables; a database with one writer needs none."""
+        return None  # SQLite: the unit of work already holds the write lock
+
+    def _time_parameter(self, moment: datetime) -> Any:
+        """A point in time as the driver compares it with `recorded_at`."""
+        return moment
+
+    # -- the registry ---------------------------------------------------------------------------
+
+    def ensure_registry(self, connection: SQLConnection) -> None:
+        self._creation_lock(connection, "projections")
+        connection.execute(self.SQL_CREATE_REGISTRY)
+
+    def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        rows = self._rows_if_table(connection, "projections", self.SQL_REGISTRY_ROW, (name,))
+        return RegistryRow(*rows[0]) if rows else None
+
+    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+        """The row, locked until the transaction ends (inline hooks and the swap take turns)."""
+        rows = self._rows_if_table(connection, "projections", self.SQL_LOCK_REGISTRY, (name,))
+        return RegistryRow(*rows[0]) if rows else None
+
+    def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]:
+        rows = self._rows_if_table(connection, "projections", self.SQL_REGISTRY_ROWS)
+        return [RegistryRow(*row) for row in rows or []]
+
+    def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None:
+        connection.execute(self.sql(self.SQL_INSERT_REGISTRY), (name, code_version, _now()))
+
+    def _updated(self, connection: SQLConnection, statement: str, parameters: Sequence[Any]) -> bool:
+        """Run one of the registry's compare-and-set updates: True if it matched the row."""
+        return bool(connection.execute(self.sql(statement), parameters).rowcount == 1)
+
+    def advance(self, connection: SQLConnection, name: str, live_version: int, old: int, new: int) -> bool:
+        return self._updated(connection, self.SQL_ADVANCE, (new, _now(), name, live_version, old))
+
+    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
+        """Under `lock_registry_row`: the checkpoint becomes max(checkpoint, last)."""
+        return self._updated(connection, self.SQL_ADVANCE_INLINE, (last, _now(), name, live_version))
+
+    def start_building(self, connection: SQLConnection, name: str, version: int, code_version: int) -> None:
+        connection.execute(self.sql(self.SQL_START_BUILDING), (version, code_version, _now(), name))
+
+    def advance_building(
+        self, connection: SQLConnection, name: str, version: int, old: int, new: int
+    ) -> bool:
+        return self._updated(connection, self.SQL_ADVANCE_BUILDING, (new, _now(), name, version, old))
+
+    def swap(self, connection: SQLConnection, name: str, version: int, old: int, new: int) -> bool:
+        return self._updated(connection, self.SQL_SWAP, (new, _now(), name, version, old))
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def tables_with_prefix(self, connection: SQLConnection, prefix: str) -> list[str]:
+        # `prefix` is built from checked identifiers; LIKE's `_` wildcard is escaped anyway.
+        pattern = prefix.replace("_", "\\_") + "%"
+        return [row[0] for row in connection.execute(self.sql(self.SQL_TABLES_LIKE), (pattern,)).fetchall()]
+
+    def drop_table(self, connection: SQLConnection, table: str) -> None:
+        connection.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+    def head_position(self, connection: SQLConnection) -> int:
+        return int(connection.execute(self.SQL_HEAD).fetchone()[0])
+
+    def count_events(
+        self,
+        connection: SQLConnection,
+        after: int,
+        up_to: int,
+        event_types: Sequence[str] | None = None,
+        recorded_until: datetime | None = None,
+    ) -> int:
+        """How many events lie in (after, up_to]: progress bars and lag count events, not positions.
+
+        Callers pass an `up_to` they read from the store (below PostgreSQL's read barrier), so the
+        count cannot change once taken.
+        """
+        clauses = ["global_position > ?", "global_position <= ?"]
+        parameters: list[Any] = [after, up_to]
+        if event_types is not None:
+            if not event_types:
+                return 0
+            clauses.append(f"event_type IN ({', '.join('?' * len(event_types))})")
+            parameters.extend(event_types)
+        if recorded_until is not None:
+            clauses.append("recorded_at <= ?")
+            parameters.append(self._time_parameter(recorded_until))
+        statement = self.sql(f"SELECT count(*) FROM events WHERE {' AND '.join(clauses)}")
+        return int(connection.execute(statement, parameters).fetchone()[0])
+
+    # -- seals ----------------------------------------------------------------------------------
+
+    def ensure_seals(self, connection: SQLConnection) -> None:
+        self._creation_lock(connection, "seals")
+        connection.execute(self.SQL_CREATE_SEALS)
+
+    def seals(self, connection: SQLConnection) -> list[SealRow]:
+        return [SealRow(*row) for row in self._rows_if_table(connection, "seals", self.SQL_SEALS) or []]
+
+    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
+        # SealRow's fields are in the INSERT's column order.
+        connection.execute(self.sql(self.SQL_INSERT_SEAL), msgspec.structs.astuple(seal))
+
+    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
+        row = connection.execute(self.sql(self.SQL_EVENT_HASH_AT), (stream, version)).fetchone()
+        return None if row is None else str(row[0])
+
+
+class SQLiteDialect(Dialect):
+    """SQLite: the unit of work's connection is inside `BEGIN IMMEDIATE`, so it holds the write lock.
+
+    That one fact gives most guarantees here: a batch's table writes, its checkpoint update and a
+    swap are made by the only writer of the whole database, and commit together or not at all.
+    """
+
+    positions_in_commit_order: ClassVar[bool] = True  # positions are head + 1 under the write lock
+
+    # INTEGER is SQLite's 64-bit integer; WITHOUT ROWID: the registry is looked up by its name.
+    COLUMN_TYPES: ClassVar[dict[str, str]] = {"text": "TEXT", "integer": "INTEGER", "bigint": "INTEGER"}
+    SQL_CREATE_REGISTRY: ClassVar[str] = Dialect.CREATE_REGISTRY.format(**COLUMN_TYPES) + " WITHOUT ROWID"
+    # The unit of work holds the write lock already: reading the row is locking it.
+    SQL_LOCK_REGISTRY: ClassVar[str] = Dialect.SQL_REGISTRY_ROW
+    SQL_ADVANCE_INLINE: ClassVar[str] = (
+        "UPDATE projections SET position = max(position, ?), updated_at = ? "
+        "WHERE name = ? AND live_version = ?"
+    )
+    SQL_TABLES_LIKE: ClassVar[str] = (
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\' ORDER BY name"
+    )
+    SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
     # Exactly the stored text the hash was computed over (events/chain.py), in global order.
-    SQL_CHAIN_ROWS: Final = (
+    SQL_CHAIN_ROWS: ClassVar[str] = (
         "SELECT global_position, event_id, stream_name, stream_version, event_type, schema_version, "
         "recorded_at, occurred_at, metadata, data, event_hash FROM events "
         "WHERE global_position >= ? AND global_position <= ? ORDER BY global_position LIMIT ?"
     )
-    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
-
-    def statement(self, sql: str) -> str:
-        return sql  # sqlite3 takes `?` as it is
 
     def write_connection(self, uow: UnitOfWork) -> sqlite3.Connection:
         connection: sqlite3.Connection = uow.connection  # type: ignore[attr-defined]
         return connection
+
+    def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # in-process: a statement costs no round trip
 
     def read_connection(self, store: EventStore) -> sqlite3.Connection:
         """This thread's connection, outside any transaction: each statement reads the latest commit."""
@@ -258,47 +412,19 @@ class SQLiteDialect:
         finally:
             connection.execute("COMMIT")
 
-    def ensure_registry(self, connection: SQLConnection) -> None:
-        connection.execute(self.SQL_CREATE_REGISTRY)
-
-    def _row(self, row: Any) -> RegistryRow:
-        return RegistryRow(*row)
-
-    def registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
+    def _rows_if_table(
+        self, connection: SQLConnection, table: str, statement: str, parameters: Sequence[Any] = ()
+    ) -> list[Any] | None:
         try:
-            row = connection.execute(
-                f"SELECT {self.SQL_REGISTRY_COLUMNS} FROM projections WHERE name = ?", (name,)
-            ).fetchone()
+            rows: list[Any] = connection.execute(statement, parameters).fetchall()
         except sqlite3.OperationalError as error:
             if "no such table" in str(error):
                 return None
             raise
-        return None if row is None else self._row(row)
+        return rows
 
-    def registry_rows(self, connection: SQLConnection) -> list[RegistryRow]:
-        try:
-            rows = connection.execute(
-                f"SELECT {self.SQL_REGISTRY_COLUMNS} FROM projections ORDER BY name"
-            ).fetchall()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                return []
-            raise
-        return [self._row(row) for row in rows]
-
-    def insert_registry_row(self, connection: SQLConnection, name: str, code_version: int) -> None:
-        connection.execute(self.SQL_INSERT_REGISTRY, (name, code_version, _now()))
-
-    def lock_registry_row(self, connection: SQLConnection, name: str) -> RegistryRow | None:
-        return self.registry_row(connection, name)  # the unit of work holds the write lock already
-
-    def advance_inline(self, connection: SQLConnection, name: str, live_version: int, last: int) -> bool:
-        cursor = connection.execute(
-            "UPDATE projections SET position = max(position, ?), updated_at = ? "
-            "WHERE name = ? AND live_version = ?",
-            (last, _now(), name, live_version),
-        )
-        return bool(cursor.rowcount == 1)
+    def _time_parameter(self, moment: datetime) -> Any:
+        return format_timestamp(moment)  # stored as text that sorts in time order
 
     def final_head(self, store: EventStore, connection: SQLConnection) -> int | None:
         return self.head_position(connection)  # under the write lock nothing else can commit
@@ -308,61 +434,15 @@ class SQLiteDialect:
     ) -> list[Any]:
         return store.read_all(first, to_position=last, event_types=event_types)  # this thread's connection
 
-    def advance(self, connection: SQLConnection, name: str, live_version: int, old: int, new: int) -> bool:
-        cursor = connection.execute(self.SQL_ADVANCE, (new, _now(), name, live_version, old))
-        return bool(cursor.rowcount == 1)
-
-    def start_building(self, connection: SQLConnection, name: str, version: int, code_version: int) -> None:
-        connection.execute(self.SQL_START_BUILDING, (version, code_version, _now(), name))
-
-    def advance_building(
-        self, connection: SQLConnection, name: str, version: int, old: int, new: int
-    ) -> bool:
-        cursor = connection.execute(self.SQL_ADVANCE_BUILDING, (new, _now(), name, version, old))
-        return bool(cursor.rowcount == 1)
-
-    def swap(self, connection: SQLConnection, name: str, version: int, old: int, new: int) -> bool:
-        cursor = connection.execute(self.SQL_SWAP, (new, _now(), name, version, old))
-        return bool(cursor.rowcount == 1)
-
-    def tables_with_prefix(self, connection: SQLConnection, prefix: str) -> list[str]:
-        # `prefix` is built from checked identifiers; LIKE's `_` wildcard is escaped anyway.
-        pattern = prefix.replace("_", "\\_") + "%"
-        rows = connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\' ORDER BY name",
-            (pattern,),
-        ).fetchall()
-        return [row[0] for row in rows]
-
     def columns(self, connection: SQLConnection, table: str) -> list[tuple[str, int]]:
-        """(column name, position in the primary key: 0 when not part of it), in table order."""
         rows = connection.execute(
             "SELECT name, pk FROM pragma_table_info(?) ORDER BY cid", (table,)
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
-    def drop_table(self, connection: SQLConnection, table: str) -> None:
-        connection.execute(f'DROP TABLE IF EXISTS "{table}"')
-
-    def head_position(self, connection: SQLConnection) -> int:
-        row = connection.execute("SELECT max(global_position) FROM events").fetchone()
-        return int(row[0] or 0)
-
-    def ensure_seals(self, connection: SQLConnection) -> None:
-        connection.execute(self.SQL_CREATE_SEALS)
-
-    def seals(self, connection: SQLConnection) -> list[SealRow]:
-        try:
-            rows = connection.execute(self.SQL_SEALS).fetchall()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                return []
-            raise
-        return [SealRow(*row) for row in rows]
-
-    def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
-        # SealRow's fields are in the INSERT's column order.
-        connection.execute(self.SQL_INSERT_SEAL, msgspec.structs.astuple(seal))
+    def table_vanished(self, error: Exception) -> bool:
+        # Never expected: a read snapshot (WAL) keeps the tables it started with.
+        return isinstance(error, sqlite3.OperationalError) and "no such table" in str(error)
 
     def chain_rows(
         self, connection: SQLConnection, from_position: int, to_position: int, limit: int
@@ -371,10 +451,6 @@ class SQLiteDialect:
             self.SQL_CHAIN_ROWS, (from_position, to_position, limit)
         ).fetchall()
         return rows
-
-    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
-        row = connection.execute(self.SQL_EVENT_HASH_AT, (stream, version)).fetchone()
-        return None if row is None else str(row[0])
 
 
 def _now() -> str:

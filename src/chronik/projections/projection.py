@@ -59,6 +59,9 @@ _CREATE: Final = re.compile(
 )
 
 
+QUERY_ATTEMPTS: Final = 3  # a query racing swaps; each retry follows a committed swap
+
+
 def handles(*event_types: str, side_effect: SideEffect | None = None) -> Callable[[_H], _H]:
     """Mark a method as the handler of these event types.
 
@@ -110,6 +113,8 @@ class ProjectionTx:
         return formatted
 
     def execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        """Run one statement on the table set. On PostgreSQL a batch's writes are pipelined: read a
+        write's `rowcount` before issuing the next statement (later it is an error, not a guess)."""
         return self.connection.execute(self.sql(statement), parameters)
 
     def executemany(self, statement: str, parameters: Any) -> Any:
@@ -249,15 +254,18 @@ class Projection:
         are collected into it, to be run once the transaction has committed; replays pass None.
         """
         handlers = self._handlers
-        for event in events:
-            for handler, side_effect in handlers.get(event.type, ()):
-                handler(self, tx, event)
-                if (
-                    side_effect is not None
-                    and side_effects is not None
-                    and event.global_position > side_effects_after
-                ):
-                    side_effects.append((side_effect, event))
+        # The whole batch's statements go out together where the database allows it (PostgreSQL's
+        # pipeline mode): one round trip per batch instead of one per statement.
+        with self.dialect.batched_writes(tx.connection):
+            for event in events:
+                for handler, side_effect in handlers.get(event.type, ()):
+                    handler(self, tx, event)
+                    if (
+                        side_effect is not None
+                        and side_effects is not None
+                        and event.global_position > side_effects_after
+                    ):
+                        side_effects.append((side_effect, event))
 
     # -- tables --------------------------------------------------------------------------------
 
@@ -302,11 +310,22 @@ class Projection:
         """Run a SELECT against the live table set (`{table}` placeholders), in one read snapshot."""
         if not self._registered:
             self.ensure()
-        with self.dialect.read_snapshot(self.store) as connection:
-            row = self.dialect.registry_row(connection, self.name)
-            if row is None:
-                raise ProjectionError(f"projection {self.name!r} is no longer registered in {self.store!r}")
-            return self.tx(connection, live_slot(row.live_version)).query(statement, parameters)
+        for attempt in range(1, QUERY_ATTEMPTS + 1):
+            try:
+                with self.dialect.read_snapshot(self.store) as connection:
+                    row = self.dialect.registry_row(connection, self.name)
+                    if row is None:
+                        raise ProjectionError(
+                            f"projection {self.name!r} is no longer registered in {self.store!r}"
+                        )
+                    return self.tx(connection, live_slot(row.live_version)).query(statement, parameters)
+            except Exception as error:
+                # PostgreSQL: the snapshot named the old set, but a swap dropped it before this
+                # statement could lock it (the drop waited for earlier readers, this one waited for
+                # the drop). A new snapshot names the new set.
+                if attempt == QUERY_ATTEMPTS or not self.dialect.table_vanished(error):
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def position(self) -> int:
         """The checkpoint of the live table set: every event up to here is in it."""

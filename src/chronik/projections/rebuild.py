@@ -28,12 +28,63 @@ from chronik.projections.errors import ProjectionError, ProjectionMoved
 from chronik.projections.projection import Projection, ProjectionTx, live_slot
 
 Progress = Callable[[int, int], None]
-"""`progress(position, head)`: called after each committed batch."""
+"""`progress(events_done, events_total)`: called after each committed batch.
+
+Events, not log positions: PostgreSQL's positions are sparse (`xid << 20 | index`), so a rate or an
+ETA computed from positions would be meaningless there. A replay counts the events it will apply
+once (`Dialect.count_events`, one indexed count per round), and `events_done` is what it applied.
+"""
 
 DEFAULT_BATCH: int = 1000
 FINAL_STEP_BATCHES: int = 4  # at most this many batches' worth of log is left for the locked step ...
 MAX_ROUNDS: int = 8  # ... unless writers kept ahead of the rebuild for this many rounds
 FINAL_STEP_ATTEMPTS: int = 50  # PostgreSQL: tries to find the log quiet enough to swap (see final_head)
+
+
+class _EventCount:
+    """A replay's progress in events: what it applied against how many it has to apply.
+
+    The total is counted once per round (events of the projection's types up to that round's
+    head) and grows only by the events that arrived since the last count.
+    """
+
+    def __init__(
+        self,
+        projection: Projection,
+        event_types: Sequence[str],
+        *,
+        done_to: int = 0,
+        recorded_until: datetime | None = None,
+    ) -> None:
+        self.projection = projection
+        self.event_types = event_types
+        self.recorded_until = recorded_until
+        self.counted_to = done_to
+        self.done = self.count(0, done_to) if done_to else 0  # a resumed rebuild's earlier work
+        self.total = self.done
+
+    def count(self, after: int, up_to: int) -> int:
+        if up_to <= after:
+            return 0
+        dialect, store = self.projection.dialect, self.projection.store
+        with dialect.read_snapshot(store) as connection:
+            return dialect.count_events(connection, after, up_to, self.event_types, self.recorded_until)
+
+    def extend_to(self, head: int) -> int:
+        """Count the events up to `head` not counted yet; returns how many events are left to apply."""
+        if head > self.counted_to:
+            self.total += self.count(self.counted_to, head)
+            self.counted_to = head
+        return self.total - self.done
+
+    def applied(self, events: int, progress: Progress | None) -> None:
+        self.done += events
+        self.total = max(self.total, self.done)
+        self.report(progress)
+
+    def report(self, progress: Progress | None) -> None:
+        if progress is not None:
+            progress(self.done, self.total)
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -77,6 +128,7 @@ def rebuild(
     old_version = row.live_version
     slot = live_slot(target)
     event_types = projection.event_types()
+    counted = _EventCount(projection, event_types, done_to=position)
     applied = 0
     rounds = 0
     while True:
@@ -84,7 +136,11 @@ def rebuild(
         # Converge: each round replays up to the head seen at its start, without holding the lock.
         # Once what is left is small (or writers outpace us for too many rounds), the rest is
         # applied in the final, locked transaction: blocking writers briefly is the price of the swap.
-        if head - position <= FINAL_STEP_BATCHES * batch_size or rounds >= MAX_ROUNDS:
+        # "Small" is counted in events: positions say nothing about it on PostgreSQL.
+        left = counted.extend_to(head)
+        if rounds == 0:
+            counted.report(progress)  # before any batch: the bar starts its clock here
+        if left <= FINAL_STEP_BATCHES * batch_size or rounds >= MAX_ROUNDS:
             break
         rounds += 1
         while position < head:
@@ -97,8 +153,7 @@ def rebuild(
                 projection.apply(projection.tx(connection, slot), page, None)
             applied += len(page)
             position = new_position
-            if progress is not None:
-                progress(position, store.head_position())
+            counted.applied(len(page), progress)
     # The last batch and the swap, in one transaction that holds the registry row (SQLite: the
     # write lock): no inline append can commit between "caught up" and "swapped", so the new set
     # misses nothing. On PostgreSQL the dialect may ask to try again in a moment (`final_head`).
@@ -122,8 +177,7 @@ def rebuild(
             "the new table set is kept and a later rebuild resumes it"
         )
     applied += len(rest)
-    if progress is not None:
-        progress(final_head, final_head)
+    counted.applied(len(rest), progress)
     return RebuildResult(name, old_version, target, final_head, applied, resumed)
 
 
@@ -179,6 +233,10 @@ def build_scratch(
     head = store.head_position()
     limit = head if to_position is None else min(to_position, head)
     event_types = projection.event_types()
+    counted = _EventCount(projection, event_types, recorded_until=recorded_until)
+    if progress is not None:
+        counted.extend_to(limit)
+        counted.report(progress)  # before any batch: the bar starts its clock here
     position = 0
     reached = 0
     while position < limit:
@@ -193,8 +251,7 @@ def build_scratch(
                 projection.apply(projection.tx(dialect.write_connection(uow), slot), page, None)
             reached = page[-1].global_position
         position = limit if done else page[-1].global_position
-        if progress is not None:
-            progress(position, limit)
+        counted.applied(len(page), progress)
         if done:
             break
     if recorded_until is None:
