@@ -5,12 +5,11 @@ chain covers it), and paging must give the log exactly once, in order."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from chronik import NO_STREAM, NewEvent, open_store
+from chronik import NO_STREAM, NewEvent
 from chronik.audit.seals import verify
 from chronik.store.postgres import PostgresStore
 
@@ -25,14 +24,6 @@ AWKWARD = [
     "\t\r\n\x01\x1f",
     "x" * 100_000,
 ]
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    opened = open_store(pg_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    opened.close()
 
 
 def test_a_batch_keeps_every_text_byte_for_byte_and_its_chain_verifies(store: PostgresStore) -> None:
