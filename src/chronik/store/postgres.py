@@ -142,7 +142,9 @@ def _to_recorded(row: Sequence[Any]) -> RecordedEvent:
 
 
 def _to_recorded_page(rows: list[tuple[Any, ...]]) -> list[RecordedEvent]:
-    """A page of `EVENT_COLUMNS` rows to events in one C call: about 3x cheaper than per row."""
+    """A page of `EVENT_COLUMNS` rows to events in one C call. psycopg has parsed the ids and times
+    already, so this gains little over a constructor call per row (0.12 against 0.16 ms per 1,000
+    rows, measured); it keeps the row order and the event's field order tied to one place."""
     return msgspec.convert(rows, list[RecordedEvent])
 
 
