@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import service_url
+
+if TYPE_CHECKING:
+    from chronik.store.postgres import PostgresStore
 
 
 @pytest.fixture
@@ -18,3 +22,16 @@ def pg_url() -> Iterator[str]:
     schema = new_schema_name()
     yield store_url(base, schema)
     drop_schemas(base, [schema])
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[PostgresStore]:
+    """A `PostgresStore` on `pg_url`'s fresh schema, closed afterwards. Every test in this folder is
+    about PostgreSQL, so this replaces the root conftest's `store` (one per backend) here."""
+    from chronik import open_store
+    from chronik.store.postgres import PostgresStore
+
+    opened = open_store(pg_url)
+    assert isinstance(opened, PostgresStore)
+    yield opened
+    opened.close()

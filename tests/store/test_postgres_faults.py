@@ -11,7 +11,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -21,14 +20,6 @@ from chronik import NO_STREAM, NewEvent, StoreUnavailable, open_store
 from chronik.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    opened = open_store(pg_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    opened.close()
 
 
 def kill_backends(store: PostgresStore) -> int:

@@ -4,7 +4,6 @@ cap of the position scheme, and recorded_at across writers whose clocks disagree
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -17,14 +16,6 @@ from chronik.store import postgres_sql
 from chronik.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    opened = open_store(pg_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    opened.close()
 
 
 def migrations(store: PostgresStore) -> list[int]:

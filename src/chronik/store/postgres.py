@@ -60,11 +60,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import psycopg
 import psycopg.errors
 from psycopg import sql
@@ -96,6 +97,7 @@ from chronik.events.envelope import (
 from chronik.store import postgres_sql as q
 from chronik.store.contract import (
     AppendResult,
+    EventPayload,
     EventStore,
     ExistingEvent,
     Snapshot,
@@ -116,6 +118,10 @@ _COMMITTED_LOCK = threading.Lock()
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_JSON_ENCODER: Final = msgspec.json.Encoder()
+_T = TypeVar("_T")
+_MAX_POSITION: Final = 2**63 - 1
+_MAX_VERSION: Final = 2**62
 
 
 def _lock_key(purpose: str, schema: str) -> int:
@@ -130,19 +136,16 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _to_recorded(row: tuple[Any, ...]) -> RecordedEvent:
-    return RecordedEvent(
-        global_position=row[0],
-        event_id=row[1],
-        stream=row[2],
-        stream_version=row[3],
-        type=row[4],
-        schema_version=row[5],
-        json_data=row[6],
-        json_metadata=row[7],
-        recorded_at=row[8],
-        occurred_at=row[9],
-    )
+def _to_recorded(row: Sequence[Any]) -> RecordedEvent:
+    """One row of `EVENT_COLUMNS` (in `RecordedEvent`'s field order) to an event."""
+    return msgspec.convert(row, RecordedEvent)
+
+
+def _to_recorded_page(rows: list[tuple[Any, ...]]) -> list[RecordedEvent]:
+    """A page of `EVENT_COLUMNS` rows to events in one C call. psycopg has parsed the ids and times
+    already, so this gains little over a constructor call per row (0.12 against 0.16 ms per 1,000
+    rows, measured); it keeps the row order and the event's field order tied to one place."""
+    return msgspec.convert(rows, list[RecordedEvent])
 
 
 class PostgresUnitOfWork(UnitOfWork):
@@ -244,49 +247,72 @@ class PostgresUnitOfWork(UnitOfWork):
         category = category_of(stream)
         previous_hash = GENESIS if actual is None else row[1]
         start = self._base_position + self._next_index
-        rows = []
+        # The hash chain, and the rows for SQL_INSERT_MANY's JSON (or SQL_INSERT_ONE's parameters).
+        many = len(batch) > 1
+        entries = []
         for index, event in enumerate(batch):
-            version = first_version + 1 + index
-            occurred_at = recorded_at if event.occurred_at is None else event.occurred_at
+            occurred = event.occurred_at
+            occurred_text = recorded_text if occurred is None else format_timestamp(occurred)
             previous_hash = event_hash(
                 previous_hash,
                 str(event.event_id),
                 stream,
-                version,
+                first_version + 1 + index,
                 event.type,
                 event.schema_version,
                 recorded_text,
-                format_timestamp(occurred_at),
+                occurred_text,
                 event.json_metadata,
                 event.json_data,
             )
-            rows.append(
+            if many:
+                entries.append(
+                    {
+                        "i": index,
+                        "id": event.event_id,
+                        "t": event.type,
+                        "s": event.schema_version,
+                        "d": event.json_data,
+                        "m": event.json_metadata,
+                        "o": None if event.occurred_at is None else occurred_text,
+                        "h": previous_hash,
+                    }
+                )
+        last_version = first_version + len(batch)
+        statements = []
+        params: list[Any] = []
+        if not many:
+            event = batch[0]
+            statements.append(q.EXECUTE_INSERT_ONE)
+            params.extend(
                 (
-                    start + index,
+                    start,
                     event.event_id,
                     stream,
-                    version,
+                    first_version + 1,
                     category,
                     event.type,
                     event.schema_version,
                     event.json_data,
                     event.json_metadata,
                     recorded_at,
-                    occurred_at,
+                    recorded_at if event.occurred_at is None else event.occurred_at,
                     previous_hash,
                 )
             )
-        last_version = first_version + len(rows)
-        statements = []
-        params: list[Any] = []
-        if len(rows) == 1:
-            statements.append(q.EXECUTE_INSERT_ONE)
-            params.extend(rows[0])
         else:
-            for chunk in range(0, len(rows), q.INSERT_CHUNK):
-                part = rows[chunk : chunk + q.INSERT_CHUNK]
-                statements.append(q.SQL_INSERT_EVENTS + ", ".join([q.SQL_EVENT_ROW] * len(part)))
-                params.extend(value for row_values in part for value in row_values)
+            statements.append(q.EXECUTE_INSERT_MANY)
+            params.extend(
+                (
+                    start,
+                    stream,
+                    first_version + 1,
+                    category,
+                    recorded_at,
+                    recorded_at,
+                    _JSON_ENCODER.encode(entries).decode(),
+                )
+            )
         if self.commit_with_append:
             statements.append(self.store.commit_and_notify)
         try:
@@ -297,10 +323,10 @@ class PostgresUnitOfWork(UnitOfWork):
             if error.diag.constraint_name == "events_event_id_uniq":
                 resolve_retry(stream, batch, expected, self.store.find_events([e.event_id for e in batch]))
             raise
-        self._next_index += len(rows)
+        self._next_index += len(batch)
         self.appended = True
         self.committed = self.commit_with_append
-        return AppendResult(stream, last_version, tuple(range(start, start + len(rows))))
+        return AppendResult(stream, last_version, tuple(range(start, start + len(batch))))
 
     def commit(self) -> None:
         self._cursor.execute(self.store.commit_and_notify if self.appended else "COMMIT")
@@ -320,7 +346,7 @@ class PostgresUnitOfWork(UnitOfWork):
         rows = self._connection.execute(
             q.SQL_READ_OWN_APPEND, (result.global_positions[0], result.global_positions[-1])
         ).fetchall()
-        return [_to_recorded(row) for row in rows]
+        return _to_recorded_page(rows)
 
 
 class _Listener:
@@ -499,15 +525,34 @@ class PostgresStore(EventStore):
         """Run a read. A read changes nothing, so one that lost its connection is tried once more
         on a fresh one (after a server restart every idle connection of the pool is dead); writes
         are never retried here: their outcome may be unknown, the caller decides."""
+        return self._read(lambda connection: connection.execute(statement, params).fetchall())
+
+    def _prepared_rows(self, statement: str, params: Sequence[Any]) -> list[list[tuple[Any, ...]]]:
+        """Run a message of `EXECUTE`s of this store's prepared statements (`PREPARE_STATEMENTS`),
+        parameters bound on the client (an `EXECUTE` takes no server-bound ones); the rows of each
+        statement. The server neither parses nor plans the statements again, and several travel
+        in one round trip. Retried like `_rows`."""
+
+        def run(connection: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
+            cursor = psycopg.ClientCursor(connection)
+            cursor.execute(statement, params)
+            results = [cursor.fetchall()]
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+            return results
+
+        return self._read(run)
+
+    def _read(self, run: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         if self._closed:
             raise ChronikError(f"{self!r} is closed")
         try:
             with self._pool.connection() as connection:
-                return connection.execute(statement, params).fetchall()
+                return run(connection)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self._check_pool()
         with self._unavailable_as_error("read"), self._pool.connection() as connection:
-            return connection.execute(statement, params).fetchall()
+            return run(connection)
 
     def _migrate(self) -> None:
         try:
@@ -642,7 +687,34 @@ class PostgresStore(EventStore):
         rows = self._rows(statement, params)
         if not rows and self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0] is None:
             raise StreamNotFound(stream)
-        return [_to_recorded(row) for row in rows]
+        return _to_recorded_page(rows)
+
+    def read_stream_payloads(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        recorded_until: datetime | None = None,
+        occurred_until: datetime | None = None,
+    ) -> list[EventPayload]:
+        """Hydration's read: four columns, one prepared statement, and the stream's existence in
+        the same round trip (see SQL_STREAM_EXISTS). Time-travel reads take the general path."""
+        if recorded_until is not None or occurred_until is not None:
+            return super().read_stream_payloads(
+                stream,
+                from_version=from_version,
+                to_version=to_version,
+                recorded_until=recorded_until,
+                occurred_until=occurred_until,
+            )
+        check_stream_name(stream)
+        low = 0 if from_version is None else from_version
+        high = _MAX_VERSION if to_version is None else to_version
+        rows, exists = self._prepared_rows(q.EXECUTE_READ_PAYLOADS, (stream, low, high, stream))
+        if not rows and not exists[0][0]:
+            raise StreamNotFound(stream)
+        return rows
 
     def read_all(
         self,
@@ -653,35 +725,35 @@ class PostgresStore(EventStore):
         event_types: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        clauses = ["global_position >= %s"]
-        params: list[Any] = [from_position]
-        if not self.unsafe_no_read_barrier:
-            clauses.append(f"global_position < {q.SQL_READ_BARRIER}")
-        if to_position is not None:
-            clauses.append("global_position <= %s")
-            params.append(to_position)
+        limit = None if limit is None else max(0, limit)
+        last = _MAX_POSITION if to_position is None else to_position
+        filters = ""
+        filter_params: list[Any] = []
         if categories:
-            clauses.append("category = ANY(%s)")
-            params.append(list(categories))
+            filters += " AND category = ANY(%s)"
+            filter_params.append(list(categories))
         if event_types:
-            clauses.append("event_type = ANY(%s)")
-            params.append(list(event_types))
-        statement = (
-            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY global_position"
-        )
-        if limit is not None:
-            statement += " LIMIT %s"
-            params.append(max(0, limit))
+            filters += " AND event_type = ANY(%s)"
+            filter_params.append(list(event_types))
         if self.unsafe_no_read_barrier:
-            return [_to_recorded(row) for row in self._rows(statement, params)]
-        rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
+            statement = q.SQL_READ_ALL_UNSAFE.format(filters=filters)
+            return _to_recorded_page(self._rows(statement, [from_position, *filter_params, last, limit]))
+
+        def read_page() -> list[tuple[Any, ...]]:
+            if not filters:  # the tailing reader's and the catch-up's read: prepared
+                params = (from_position, limit, self._writers_barrier, last)
+                return self._prepared_rows(q.EXECUTE_READ_ALL, params)[0]
+            statement = q.SQL_READ_ALL.format(filters=filters)
+            return self._rows(statement, [from_position, *filter_params, limit, self._writers_barrier, last])
+
+        rows = read_page()
         # Not yet up to what this process itself committed: look again at once, not in 50 ms.
         wanted = self._own_committed() if to_position is None else min(self._own_committed(), to_position)
-        reached = rows[-1][0] if rows else from_position - 1
+        reached = rows[-1][3] if rows else from_position - 1  # [3]: global_position
         behind_own = reached < wanted and (limit is None or len(rows) < limit)
         if (behind_own or not rows) and self._refresh_writers_barrier(force=behind_own):
-            rows = self._rows(statement, [params[0], self._writers_barrier, *params[1:]])
-        return [_to_recorded(row) for row in rows]
+            rows = read_page()
+        return _to_recorded_page(rows)
 
     def head_position(self) -> int:
         if self.unsafe_no_read_barrier:
@@ -753,7 +825,7 @@ class PostgresStore(EventStore):
         return [found[event_id] for event_id in event_ids if event_id in found]
 
     def read_correlated(self, correlation_id: str) -> list[RecordedEvent]:
-        return [_to_recorded(row) for row in self._rows(q.SQL_READ_CORRELATED, (correlation_id,))]
+        return _to_recorded_page(self._rows(q.SQL_READ_CORRELATED, (correlation_id,)))
 
     # -- checkpoints and snapshots -------------------------------------------------------------
 
@@ -778,9 +850,8 @@ class PostgresStore(EventStore):
     def load_snapshot(
         self, stream: str, *, schema_version: int, at_or_before: int | None = None
     ) -> Snapshot | None:
-        rows = self._rows(
-            q.SQL_LOAD_SNAPSHOT, (stream, schema_version, at_or_before if at_or_before is not None else 2**62)
-        )
+        params = (stream, schema_version, _MAX_VERSION if at_or_before is None else at_or_before)
+        rows = self._prepared_rows(q.EXECUTE_LOAD_SNAPSHOT, params)[0]
         if not rows:
             return None
         row = rows[0]
