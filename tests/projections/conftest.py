@@ -60,9 +60,3 @@ def clock() -> ManualClock:
 def sql_store(store_factory: StoreFactory, clock: ManualClock) -> EventStore:
     """A fresh SQL store (SQLite file or PostgreSQL schema) on the test's manual clock."""
     return store_factory(clock=clock)
-
-
-def sqlite_only(backend: str, reason: str) -> None:
-    """Skip on other backends, saying why the behaviour under test exists only on SQLite."""
-    if backend != "sqlite":
-        pytest.skip(f"SQLite only: {reason}")
