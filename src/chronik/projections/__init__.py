@@ -2,10 +2,11 @@
 
 The layer above the store: it reads the log through the store contract, writes its tables through
 the unit of work (so rows and checkpoint commit together), and keeps everything database-specific
-in `dialect.py`. See `projection.py` for the API in a dozen lines.
+behind `dialect.py`'s `Dialect` (one module per backend: `sqlite.py`, `postgres.py`).
+See `projection.py` for the API in a dozen lines.
 """
 
-from chronik.projections.dialect import Dialect, RegistryRow, SQLiteDialect, dialect_for, register_dialect
+from chronik.projections.dialect import Dialect, RegistryRow, dialect_for, register_dialect
 from chronik.projections.engine import BatchResult, ProjectionRunner, attach_inline, catch_up, run_batch
 from chronik.projections.errors import (
     InvalidProjection,
@@ -35,6 +36,7 @@ from chronik.projections.rebuild import (
     reconcile,
     scratch_labels,
 )
+from chronik.projections.sqlite import SQLiteDialect
 
 __all__ = [
     "BatchResult",

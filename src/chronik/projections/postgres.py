@@ -1,4 +1,4 @@
-"""The projections' (and seals') dialect for PostgreSQL, beside the SQLite one in `dialect.py`.
+"""The projections' (and seals') dialect for PostgreSQL; SQLite's is `sqlite.py`, the shared SQL `dialect.py`.
 
 SQLite serializes every writer with one lock; here each guarantee comes from a row lock or from
 the store's read barrier, written beside the statement that gives it:
