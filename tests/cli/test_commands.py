@@ -169,3 +169,39 @@ def test_help_files_every_command_under_a_panel_by_concern() -> None:
     assert "─ Commands ─" not in result.output
     log_panel = result.output.split("─ The log ─")[1].split("─ Audit and read models ─")[0]
     assert "append" in log_panel and "read" in log_panel and "verify" not in log_panel
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("read", "cart-1"),
+        ("read", "--all"),
+        ("history", "cart-1"),
+        ("state", "cart-1"),
+        ("groups", "status"),
+        ("groups", "parked", "workers"),
+    ],
+)
+def test_a_command_that_reads_refuses_a_mistyped_sqlite_path_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "typo.db"
+    result = chronik(f"sqlite:///{missing}", *args)
+    assert result.exit_code == 1, result.output
+    assert f"no store at '{missing}'" in result.stderr
+    assert "Traceback" not in result.output
+    assert not missing.exists()
+
+
+def test_append_creates_the_store_it_is_pointed_at(tmp_path: Path) -> None:
+    new = tmp_path / "new.db"
+    assert chronik(f"sqlite:///{new}", "append", "cart-1", "ItemAdded").exit_code == 0
+    assert new.exists()
+    assert chronik(f"sqlite:///{new}", "groups", "status").stdout.strip() == "no consumer groups"
+
+
+def test_a_bad_store_url_is_one_line_for_the_worker_too() -> None:
+    result = runner.invoke(app, ["worker", "g", "--handler", "json:loads", "--store", "mysql://x"])
+    assert result.exit_code == 1, result.output
+    assert "the scheme must be memory://, sqlite:/// or postgresql://" in result.stderr
+    assert "Traceback" not in result.output

@@ -56,7 +56,7 @@ def test_the_cart_demo_runs_twice_on_the_default_file_and_its_cart_can_be_inspec
     ("args", "code", "message"),
     [
         (("append", "cart-1", "ItemAdded", "{oops"), 1, "DATA_JSON is not valid JSON"),
-        (("read", "cart-404"), 1, "stream 'cart-404' not found"),
+        (("read", "cart-404"), 1, "no store at './chronik.db'"),  # reading never creates the store
         (("read", "--limit", "x", "cart-1"), 2, "--limit"),
     ],
 )
@@ -67,6 +67,14 @@ def test_mistakes_give_a_message_and_an_exit_code_never_a_traceback(
     assert done.returncode == code
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "chronik.db").exists()  # a refused command leaves no store behind
+
+
+def test_reading_a_stream_that_is_not_there_names_it(tmp_path: Path) -> None:
+    assert run_chronik("append", "cart-1", "ItemAdded", cwd=tmp_path).returncode == 0
+    done = run_chronik("read", "cart-404", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "stream 'cart-404' not found" in done.stderr
 
 
 def test_a_stale_expected_version_exits_1_naming_both_versions(tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ is a one-line message on stderr, never a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -30,12 +28,12 @@ from chronik.cli.projections import (
     verify_command,
 )
 from chronik.cli.serve import keys_app, serve
+from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
 from chronik.cli.tables import history_table, print_events
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
-from chronik.errors import ChronikError, InvalidExpectedVersion
+from chronik.errors import InvalidExpectedVersion
 from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
-from chronik.store import EventStore, open_store
 
 app = typer.Typer(
     name="chronik",
@@ -54,44 +52,8 @@ SERVER = "Server"
 EXAMPLES = "The seed's examples"
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL (memory://, sqlite:///path.db, postgresql://...). "
-        "Default: $CHRONIK_STORE, else sqlite:///./chronik.db.",
-        show_default=False,
-    ),
-]
 
 _encode = msgspec.json.Encoder().encode
-
-
-class CommandFailed(Exception):
-    """A refusal to report as a message with exit code 1."""
-
-
-@contextlib.contextmanager
-def reported_errors() -> Iterator[None]:
-    """Turn chronik's own errors (and bad input we detect) into a message and exit code 1."""
-    try:
-        yield
-    except (ChronikError, CommandFailed) as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
-        raise typer.Exit(1) from None
-
-
-@contextlib.contextmanager
-def opened_store(url: str | None) -> Iterator[EventStore]:
-    with reported_errors():
-        store = open_store(url)
-    try:
-        with reported_errors():
-            yield store
-    finally:
-        store.close()
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
@@ -159,7 +121,7 @@ def append(
     if actor is not None:
         meta["actor"] = actor
     event = NewEvent(type=event_type, data=payload, metadata=meta or None, occurred_at=moment)
-    with opened_store(store_url) as store:
+    with opened_store(store_url, create=True) as store:
         result = store.append(stream, [event], expected)
     out.print(
         f"appended [bold]{event_type}[/] to [bold]{stream}[/] at version {result.stream_version} "
@@ -257,7 +219,7 @@ def state(
 @demo_app.command("cart")
 def demo_cart(store_url: StoreOption = None) -> None:
     """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
-    with opened_store(store_url) as store:
+    with opened_store(store_url, create=True) as store:
         run_cart_demo(store, Console(highlight=False))
 
 

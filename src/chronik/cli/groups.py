@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.stores import StoreOption, opened_store, reported_errors
 from chronik.groups import (
     DEFAULT_PARTITIONS,
     GroupConfig,
@@ -38,9 +39,6 @@ from chronik.store import default_store_url, open_store
 groups_app = typer.Typer(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
 console = Console()
 
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help="Store URL (default: $CHRONIK_STORE or sqlite:///./chronik.db).")
-]
 HandlerOption = Annotated[str, typer.Option("--handler", help="The handler as module:function(event, uow).")]
 
 
@@ -80,7 +78,8 @@ def worker(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     handle = load_handler(handler)
-    event_store = open_store(store or default_store_url())
+    with reported_errors():  # a bad URL or an unreachable server: one line, exit 1
+        event_store = open_store(store or default_store_url())
     config = GroupConfig(
         name=group,
         partitions=partitions,
@@ -131,13 +130,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and metrics).")] = False,
 ) -> None:
     """Partitions with owners, epochs, leases, checkpoints, lag and parked counts; members."""
-    with open_store(store or default_store_url()) as event_store:
-        try:
-            names = [group] if group else [g.name for g in coordinator_for(event_store).list_groups()]
-            reports = [group_status(event_store, name) for name in names]
-        except GroupError as error:
-            console.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from None
+    with opened_store(store) as event_store:
+        names = [group] if group else [g.name for g in coordinator_for(event_store).list_groups()]
+        reports = [group_status(event_store, name) for name in names]
     if as_json:
         typer.echo(json.dumps(msgspec.to_builtins(reports if group is None else reports[0]), indent=2))
         return
@@ -177,12 +172,8 @@ def parked(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Parked events in parking order, with their errors."""
-    with open_store(store or default_store_url()) as event_store:
-        try:
-            items = list_parked(event_store, group, stream=stream)
-        except GroupError as error:
-            console.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from None
+    with opened_store(store) as event_store:
+        items = list_parked(event_store, group, stream=stream)
     if as_json:
         typer.echo(json.dumps(msgspec.to_builtins(items), indent=2))
         return
@@ -207,12 +198,8 @@ def replay(
 ) -> None:
     """Run parked events through the handler again, each stream in order; failures stay parked."""
     handle = load_handler(handler)
-    with open_store(store or default_store_url()) as event_store:
-        try:
-            result = replay_parked(event_store, group, handle, stream=stream, parked_id=parked_id)
-        except GroupError as error:
-            console.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from None
+    with opened_store(store) as event_store:
+        result = replay_parked(event_store, group, handle, stream=stream, parked_id=parked_id)
     console.print(f"replayed {len(result.replayed)}, failed {len(result.failed)}")
     for failed_id, error_text in result.failed:
         console.print(f"[red]parked event {failed_id} failed again: {error_text}[/red]")
@@ -227,7 +214,7 @@ def discard(
     store: StoreOption = None,
 ) -> None:
     """Drop parked events without applying them."""
-    with open_store(store or default_store_url()) as event_store:
+    with opened_store(store) as event_store:
         dropped = discard_parked(event_store, group, parked_ids)
     console.print(f"discarded {dropped} of {len(parked_ids)}")
 
