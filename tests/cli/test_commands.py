@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,10 +67,22 @@ def test_history_shows_who_did_what_and_why(store_factory: StoreFactory) -> None
     added = chronik(store_url, "append", "cart-1", "ItemAdded", '{"sku":"tea"}', "--actor", "ann")
     assert added.exit_code == 0, added.output
     chronik(store_url, "append", "cart-1", "CheckedOut", "--metadata", '{"causation_id": "order-7"}')
-    result = runner.invoke(app, ["history", "cart-1", "--store", store_url], terminal_width=200)
+    result = runner.invoke(app, ["history", "cart-1", "--store", store_url])
     assert result.exit_code == 0, result.output
     assert "history of cart-1" in result.stdout
     assert all(text in result.stdout for text in ("ann", "order-7", "CheckedOut", '{"sku":"tea"}'))
+    # One row per event, in version order, each with its recorded time and version.
+    with open_store(store_url) as store:
+        events = store.read_stream("cart-1")
+    rows = [line for line in result.stdout.splitlines() if "ItemAdded" in line or "CheckedOut" in line]
+    assert len(rows) == 2
+    for row, event in zip(rows, events, strict=True):
+        cells = [cell.strip() for cell in row.strip("│┃ ").split("│")]
+        assert cells[:3] == [
+            event.recorded_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            str(event.stream_version),
+            event.type,
+        ]
 
 
 def test_state_hydrates_through_the_registered_aggregate_and_time_travels(store_url: str) -> None:

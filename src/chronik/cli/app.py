@@ -29,7 +29,7 @@ from chronik.cli.projections import (
 )
 from chronik.cli.serve import keys_app, serve
 from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
-from chronik.cli.tables import history_table, print_events
+from chronik.cli.tables import history_table, print_events, stdout_console
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
 from chronik.errors import InvalidExpectedVersion
@@ -51,7 +51,7 @@ WORKERS = "Workers and consumer groups"
 SERVER = "Server"
 EXAMPLES = "The seed's examples"
 
-out = Console(soft_wrap=True)
+out = stdout_console()
 
 _encode = msgspec.json.Encoder().encode
 

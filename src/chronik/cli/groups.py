@@ -16,10 +16,10 @@ from typing import Annotated
 
 import msgspec
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from chronik.cli.stores import StoreOption, opened_store, reported_errors
+from chronik.cli.tables import stdout_console
 from chronik.groups import (
     DEFAULT_PARTITIONS,
     GroupConfig,
@@ -37,7 +37,7 @@ from chronik.groups import (
 from chronik.store import default_store_url, open_store
 
 groups_app = typer.Typer(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 HandlerOption = Annotated[str, typer.Option("--handler", help="The handler as module:function(event, uow).")]
 

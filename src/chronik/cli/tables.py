@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+
 from rich.console import Console
 from rich.table import Table
 
 from chronik.events.envelope import RecordedEvent
 
+TIME_HEADER = "recorded at (UTC)"
+PIPED_WIDTH = 200  # columns for output that goes to a file or a pipe: whole rows for grep and less
+
+
+def stdout_console() -> Console:
+    """The console commands print their results on.
+
+    On a terminal, its width. Piped or redirected, Rich would assume 80 columns and fold every
+    table cell; the rows are wider than that, so use `PIPED_WIDTH` unless `COLUMNS` says otherwise.
+    """
+    console = Console(soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+def table_time(moment: datetime) -> str:
+    """A recorded time as the tables show it: UTC (the header says so), to the millisecond."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
 
 def events_table(events: list[RecordedEvent], *, title: str, with_time: bool = True) -> Table:
     table = Table(title=title, title_justify="left")
-    columns = ["pos", "stream", "version", "type", "actor", "recorded at", "data"]
+    columns = ["pos", "stream", "version", "type", "actor", TIME_HEADER, "data"]
     if not with_time:
-        columns.remove("recorded at")
+        columns.remove(TIME_HEADER)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        # Everything but the data stays whole on a narrow terminal: the data column folds instead.
+        table.add_column(column, overflow="fold", no_wrap=column in ("pos", "version", TIME_HEADER))
     for event in events:
         row = [
             str(event.global_position),
@@ -24,7 +48,7 @@ def events_table(events: list[RecordedEvent], *, title: str, with_time: bool = T
             event.actor or "",
         ]
         if with_time:
-            row.append(event.recorded_at.isoformat(timespec="milliseconds"))
+            row.append(table_time(event.recorded_at))
         table.add_row(*row, event.json_data)
     return table
 
@@ -32,11 +56,14 @@ def events_table(events: list[RecordedEvent], *, title: str, with_time: bool = T
 def history_table(stream: str, events: list[RecordedEvent]) -> Table:
     """The audit view: when, what, who, and because of which earlier event."""
     table = Table(title=f"history of {stream}", title_justify="left")
-    for column in ("recorded at", "version", "type", "actor", "causation", "data"):
+    # The time, version and type stay whole on a narrow terminal: the data column folds instead.
+    for column in (TIME_HEADER, "version", "type"):
+        table.add_column(column, no_wrap=True)
+    for column in ("actor", "causation", "data"):
         table.add_column(column, overflow="fold")
     for event in events:
         table.add_row(
-            event.recorded_at.isoformat(timespec="milliseconds"),
+            table_time(event.recorded_at),
             str(event.stream_version),
             event.type,
             event.actor or "",
