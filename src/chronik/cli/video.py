@@ -89,7 +89,9 @@ def status(
     refresh: Annotated[
         bool, typer.Option("--refresh/--no-refresh", help="Bring the board up to the log's head first.")
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video, one per line.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per video, one per line (no line if none).")
+    ] = False,
     store_url: StoreOption = None,
 ) -> None:
     """List videos by status (from the video_board projection), oldest upload first."""
@@ -101,8 +103,13 @@ def status(
         board = queries.board(store, refresh=refresh)
     rows = [row for row in board.videos if only is None or row.status == only]
     if as_json:
+        # JSON lines, like `chronik read --json`: no matching video is no line (`jq -s` makes it
+        # `[]`). A `[]` line would be the one line that is not a video and break line-by-line
+        # readers, so the "nothing" is said on stderr, where a person sees it and a pipe does not.
         for row in rows:
             out.out(msgspec.json.encode(row).decode(), highlight=False)
+        if not rows:
+            err.print("(no videos" + (f" with status {only})" if only else ")"))
         return
     counts = ", ".join(f"{name} {board.counts[name]}" for name in STATUSES if board.counts.get(name))
     out.print(f"videos: {counts or 'none'} (board at log position {board.position})")
