@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from chronik.examples.video import BlobStore, make_sample_video, upload_video
+from chronik.examples.video import BlobStore, make_sample_video, queries, upload_video
 from chronik.examples.video.media import transcode
 from chronik.store import EventStore, open_store
 
@@ -43,10 +44,21 @@ def start_worker(
         return subprocess.Popen(
             [sys.executable, "-m", "chronik.examples.video", "--store", url, "--blobs", str(blobs),
              "--id", name, "--group", group, "--partitions", "1", "--ttl", str(TTL), *extra],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
         )  # fmt: skip
+
+
+def read_line(worker: subprocess.Popen[str], timeout: float = 60.0) -> dict[str, Any]:
+    """The worker's next JSON line on stdout, or a failure (not a hang) if none comes in time."""
+    assert worker.stdout is not None
+    ready, _, _ = select.select([worker.stdout], [], [], timeout)
+    assert ready, f"no line from the worker in {timeout}s"
+    line = worker.stdout.readline()
+    assert line, f"the worker exited with code {worker.wait()}"
+    return json.loads(line)  # type: ignore[no-any-return]
 
 
 def stop(worker: subprocess.Popen[str]) -> dict[str, Any]:
@@ -119,6 +131,68 @@ def test_a_worker_stopped_past_its_lease_is_fenced_when_it_wakes(
     )
     assert Path(succeeded["output_path"]).parent.name in renditions and "worker-b" in succeeded["output_path"]
     assert not any("worker-a" in path.name for path in (blobs.root / "renditions" / video_id).iterdir())
+    store.close()
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_a_worker_stopped_between_its_transcode_and_its_success_write_has_the_write_refused(
+    process_store_url: str, tmp_path: Path
+) -> None:
+    """The last moment a zombie can be frozen: its output is complete, only the write is left. No
+    heartbeat stands between waking up and that write, so the fenced commit itself must refuse it."""
+    url = process_store_url
+    store = open_store(url)
+    blobs = BlobStore(tmp_path / "blobs")
+    group = f"late-{uuid.uuid4().hex[:8]}"
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    worker_a = start_worker(url, blobs.root, "worker-a", group, log_a, "--pause-before", "succeeded")
+    worker_b: subprocess.Popen[str] | None = None
+    try:
+        assert read_line(worker_a)["ready"]
+        video_id = upload_video(
+            store, blobs, make_sample_video(tmp_path / "clip.mp4", seconds=1.0), uploader="ann"
+        )
+        stream = f"video-{video_id}"
+        assert read_line(worker_a) == {"paused_before": "succeeded"}  # transcoded, about to write
+        os.kill(worker_a.pid, signal.SIGSTOP)
+        (output_a,) = (blobs.root / "renditions" / video_id).glob("*-worker-a-*/360p.mp4")
+        assert output_a.stat().st_size > 0  # A's work is done; only its write is missing
+        started_a = events_of(store, stream)[1][1]
+
+        worker_b = start_worker(url, blobs.root, "worker-b", group, log_b)
+        wait_for(
+            "B to finish the video", lambda: events_of(store, stream)[-1][0] == "VideoProcessingSucceeded"
+        )
+        os.kill(worker_a.pid, signal.SIGCONT)
+        assert worker_a.stdin is not None
+        worker_a.stdin.write("go\n")  # A carries on with the write it was about to make
+        worker_a.stdin.flush()
+        wait_for("A's late success write to be refused", lambda: "fenced" in log_a.read_text())
+        stats_a, stats_b = stop(worker_a), stop(worker_b)
+    finally:
+        for worker in (worker_a, worker_b):
+            if worker is not None and worker.poll() is None:
+                os.kill(worker.pid, signal.SIGCONT)
+                worker.kill()
+                worker.communicate()
+
+    text_a = log_a.read_text()
+    assert "succeeded refused" in text_a and "no longer holds partition" in text_a, text_a[-2000:]
+    assert "heartbeat refused" not in text_a  # the write itself was refused, nothing before it
+    assert (stats_a["succeeded"], stats_a["fenced"]) == (0, 1), text_a[-2000:]
+    assert stats_b["succeeded"] == 1
+    history = events_of(store, stream)
+    assert [(t, d.get("worker")) for t, d in history] == [
+        ("VideoUploaded", None),
+        ("VideoProcessingStarted", "worker-a"),
+        ("VideoProcessingStarted", "worker-b"),
+        ("VideoProcessingSucceeded", "worker-b"),
+    ]
+    succeeded = history[3][1]
+    assert succeeded["epoch"] > started_a["epoch"] and "worker-b" in succeeded["output_path"]
+    (row,) = [row for row in queries.board(store, refresh=True).videos if row.video_id == video_id]
+    assert (row.status, row.worker, row.output_path) == ("succeeded", "worker-b", succeeded["output_path"])
     store.close()
 
 

@@ -422,6 +422,27 @@ class VideoWorker:
         raise WriteGaveUp(f"the {stage} write of {video.stream} failed {self.write_attempts} times")
 
 
+def _pause_once(stage: str) -> BeforeWrite:
+    """`--pause-before STAGE`: hold the worker at one exact point of its job, for a process test.
+
+    A test that freezes a worker with SIGSTOP "after the transcode, before the success write" cannot
+    hit that window by timing; so the worker says where it is (a JSON line on stdout) and waits for
+    a line on stdin, and the test freezes it there, lets another worker take over, resumes it and
+    releases it. Only the first time: the write's retries and later jobs run unhindered.
+    """
+    paused = False
+
+    def pause(due: str, attempt: int) -> None:
+        nonlocal paused
+        if due != stage or paused:
+            return
+        paused = True
+        print(json.dumps({"paused_before": stage}), flush=True)
+        sys.stdin.readline()
+
+    return pause
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m chronik.examples.video --store URL --blobs DIR [--id ID] ...`: one worker process.
 
@@ -440,6 +461,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--slow", type=float, default=0.0, help="pretend to work this long (heartbeating) before transcoding"
     )
     parser.add_argument("--board", action="store_true", help="keep the video board projection inline")
+    parser.add_argument(
+        "--pause-before",
+        choices=("started", "succeeded", "failed"),
+        default=None,
+        help='tests: the first time this write is due, print {"paused_before": STAGE} and wait for a '
+        "line on stdin",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     store = open_store(args.store)
@@ -457,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_attempts=args.max_attempts,
         backoff=args.backoff,
         slow_seconds=args.slow,
+        before_write=_pause_once(args.pause_before) if args.pause_before else None,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
