@@ -193,6 +193,9 @@ def test_a_worker_stopped_between_its_transcode_and_its_success_write_has_the_wr
     assert succeeded["epoch"] > started_a["epoch"] and "worker-b" in succeeded["output_path"]
     (row,) = [row for row in queries.board(store, refresh=True).videos if row.video_id == video_id]
     assert (row.status, row.worker, row.output_path) == ("succeeded", "worker-b", succeeded["output_path"])
+    # A deleted its refused output; B's, the one the log names, is all that is left.
+    folders = [path.name for path in (blobs.root / "renditions" / video_id).iterdir()]
+    assert folders == [Path(succeeded["output_path"]).parent.name], folders
     store.close()
 
 

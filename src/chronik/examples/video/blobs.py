@@ -6,7 +6,8 @@ and a path in an event can never come to mean other bytes.
 
 Renditions get one folder per attempt (worker and epoch in its name): a fenced zombie's late output
 lands beside the winner's, never over it, and only the folder a `VideoProcessingSucceeded` names is
-the real one. Leftover attempt folders are garbage a sweeper may delete.
+the real one. Workers delete their own failed, fenced and abandoned attempt folders; only a worker
+killed mid-job leaves one behind (docs/EXAMPLES.md, "Attempt folders").
 """
 
 from __future__ import annotations

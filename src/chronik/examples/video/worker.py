@@ -16,7 +16,9 @@ directly and splits each job into short fenced writes around the slow part:
 A worker that was paused past its lease (SIGSTOP, a long GC, a slow disk) and wakes up after
 another worker took the partition over gets `PartitionLost` at step 3: its whole unit of work is
 rolled back, so its late result never reaches the log (the seed's "slow worker wrote after its
-replacement"). Its output folder is orphaned, never referenced.
+replacement"). It then deletes its output folder (unless the log names it), as does a worker whose
+success write gave up; a failed attempt's folder is deleted before its failure is written. Only a
+worker killed mid-job leaves its attempt folder behind (see docs/EXAMPLES.md).
 
 A write that fails (the database is busy, a statement fails) is rolled back whole and retried with
 the same event ids (an append whose outcome was unknown is then acknowledged, not doubled). If it
@@ -303,7 +305,11 @@ class VideoWorker:
                 reason = "unexpected error: " + "".join(traceback.format_exception_only(error)).strip()
             else:
                 video.succeed(self.worker_id, epoch, rendition)
-                self._write(number, epoch, event.global_position, video, "succeeded", metadata)
+                try:
+                    self._write(number, epoch, event.global_position, video, "succeeded", metadata)
+                except (Fenced, WriteGaveUp):
+                    self._discard_unrecorded(video.stream, folder)
+                    raise
                 self.stats.succeeded += 1
                 log.info("%s finished %s: %s", self.worker_id, video.stream, rendition.output_path)
                 return
@@ -329,6 +335,27 @@ class VideoWorker:
                 pause,
             )
             time.sleep(pause)
+
+    def _discard_unrecorded(self, stream: str, folder: Path) -> None:
+        """Delete a finished attempt's output whose success write was refused or given up, unless the
+        log names it after all.
+
+        Nobody else will ever look at that folder: a refused zombie's output is a duplicate of the
+        replacement's, and an abandoned write's job is redone into a new attempt folder. But a write
+        attempt whose commit went through unseen (the connection broke after the commit) may have
+        recorded this very folder before a retry was refused, so the log decides; if it cannot be
+        read, the folder is kept (garbage is better than a success pointing at nothing).
+        """
+        try:
+            named = any(
+                event.type == "VideoProcessingSucceeded" and Path(event.data["output_path"]).parent == folder
+                for event in self.store.read_stream(stream)
+            )
+        except Exception as error:
+            log.warning("%s keeps %s: could not read %s (%s)", self.worker_id, folder, stream, error)
+            return
+        if not named:
+            self.blobs.remove_attempt(folder)
 
     def _slow_down(self, keep_lease: Progress) -> None:
         """`slow_seconds` of pretend work before the transcode (demos and tests), heartbeating like the
