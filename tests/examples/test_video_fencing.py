@@ -201,6 +201,55 @@ def test_a_worker_stopped_between_its_transcode_and_its_success_write_has_the_wr
 
 @pytest.mark.chaos
 @pytest.mark.slow
+def test_a_worker_backing_off_longer_than_its_lease_keeps_the_lease(
+    process_store_url: str, tmp_path: Path
+) -> None:
+    """A failed attempt is retried after a backoff (here 3 s) longer than the lease (1 s), with a
+    second worker waiting to take the partition the moment the lease runs out: the backoff
+    heartbeats, so the first worker keeps its job, retries and parks it, and is never fenced."""
+    url = process_store_url
+    store = open_store(url)
+    blobs = BlobStore(tmp_path / "blobs")
+    group = f"backoff-{uuid.uuid4().hex[:8]}"
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    options = ("--ttl", "1.0", "--backoff", "3.0", "--max-backoff", "3.0", "--max-attempts", "2")
+    worker_a = start_worker(url, blobs.root, "worker-a", group, log_a, *options)
+    worker_b: subprocess.Popen[str] | None = None
+    try:
+        assert read_line(worker_a)["ready"]
+        wait_for("A to hold the partition", lambda: "worker-a holds partition 0" in log_a.read_text())
+        worker_b = start_worker(url, blobs.root, "worker-b", group, log_b, *options)
+        assert read_line(worker_b)["ready"]
+        junk = tmp_path / "junk.mp4"
+        junk.write_text("not a video\n" * 100)
+        video_id = upload_video(store, blobs, junk, uploader="eve")
+        stream = f"video-{video_id}"
+        wait_for("the video to be parked", lambda: events_of(store, stream)[-1][0] == "VideoParked")
+        stats_a, stats_b = stop(worker_a), stop(worker_b)
+    finally:
+        for worker in (worker_a, worker_b):
+            if worker is not None and worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    history = store.read_stream(stream)
+    assert [(event.type, event.data.get("worker")) for event in history] == [
+        ("VideoUploaded", None),
+        ("VideoProcessingStarted", "worker-a"),
+        ("VideoProcessingFailed", "worker-a"),
+        ("VideoProcessingStarted", "worker-a"),
+        ("VideoProcessingFailed", "worker-a"),
+        ("VideoParked", None),
+    ], log_a.read_text()[-2000:]
+    waited = (history[3].recorded_at - history[2].recorded_at).total_seconds()
+    assert waited >= 3.0, f"the backoff took only {waited:.2f}s: it must outlive the 1s lease"
+    assert (stats_a["failed_attempts"], stats_a["parked"], stats_a["fenced"]) == (2, 1, 0), stats_a
+    assert stats_a["heartbeats"] >= 3, stats_a  # renewed while backing off
+    assert stats_b["jobs"] == 0, stats_b  # B never got the partition from the healthy worker
+    store.close()
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_a_slow_but_alive_worker_heartbeats_and_finishes_its_long_transcode(
     process_store_url: str, tmp_path: Path
 ) -> None:

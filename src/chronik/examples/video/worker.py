@@ -30,7 +30,9 @@ worker renews the lease of the job's partition every `lease_ttl / 3` seconds wit
 commit as step 1 (checkpoint unchanged, lease extended; `PartitionLost` if it is no longer this
 worker's), so a slow but alive worker keeps its video, and a dead or frozen one (SIGKILL,
 SIGSTOP: no heartbeat) loses it when the lease runs out. If a heartbeat is refused, the worker
-stops the transcode at once (`Fenced`): its work could no longer be recorded.
+stops the transcode at once (`Fenced`): its work could no longer be recorded. The pause between
+two attempts of a job (the backoff) heartbeats the same way, so a backoff longer than the TTL does
+not cost a healthy worker its partition.
 
 The heartbeat is a progress callback from the transcode loop (`transcode(progress=...)`), called
 after every frame, not a background thread, because:
@@ -334,7 +336,7 @@ class VideoWorker:
                 reason,
                 pause,
             )
-            time.sleep(pause)
+            self._back_off(pause, keep_lease)
 
     def _discard_unrecorded(self, stream: str, folder: Path) -> None:
         """Delete a finished attempt's output whose success write was refused or given up, unless the
@@ -356,6 +358,19 @@ class VideoWorker:
             return
         if not named:
             self.blobs.remove_attempt(folder)
+
+    def _back_off(self, pause: float, keep_lease: Progress) -> None:
+        """Wait `pause` seconds before the next attempt, heartbeating the job's lease meanwhile.
+
+        The video is still this worker's job while it waits: a plain sleep would let a lease shorter
+        than the backoff run out, and another worker would take a healthy worker's partition over
+        (and this one be fenced at its next write). Not cut short by `stop()`: the pause is short
+        (`max_backoff`) and the retry it leads to is part of the job.
+        """
+        deadline = time.monotonic() + pause
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.heartbeat_interval / 2))
+            keep_lease(0)
 
     def _slow_down(self, keep_lease: Progress) -> None:
         """`slow_seconds` of pretend work before the transcode (demos and tests), heartbeating like the
@@ -484,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--backoff", type=float, default=0.2)
+    parser.add_argument("--max-backoff", type=float, default=2.0)
     parser.add_argument(
         "--slow", type=float, default=0.0, help="pretend to work this long (heartbeating) before transcoding"
     )
@@ -511,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lease_ttl=args.ttl,
         max_attempts=args.max_attempts,
         backoff=args.backoff,
+        max_backoff=args.max_backoff,
         slow_seconds=args.slow,
         before_write=_pause_once(args.pause_before) if args.pause_before else None,
     )
