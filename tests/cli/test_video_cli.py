@@ -63,6 +63,7 @@ def test_status_lists_videos_and_retry_brings_a_parked_video_back(
     assert shown.exit_code == 0, shown.output
     assert "succeeded 1" in shown.stdout and "failed 1" in shown.stdout
     assert good in shown.stdout and lost in shown.stdout
+    assert "failed (parked)" in shown.stdout  # named as the console names it: no more attempts
     rows = board_rows(store)
     assert {video: row["status"] for video, row in rows.items()} == {good: "succeeded", lost: "failed"}
     assert "No such file" in str(rows[lost]["last_error"])

@@ -43,7 +43,7 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(
     assert "worker-1: succeeded 0, failed attempts 0, parked 0, fenced 1" in text
     assert "has exactly 1 success" in text and "no longer holds partition" in text
     assert "heartbeat refused" in text and "worker-1 stopped before writing any output" in text
-    assert "VideoParked" in text and "not a readable video" in text
+    assert "VideoParked" in text and "not a readable video" in text and "failed (parked)" in text
     video = re.search(r"chronik state (video-[0-9a-f]+)", text)
     assert video is not None
     state = json.loads(run_chronik("state", video.group(1), *store_args, cwd=tmp_path).stdout)

@@ -37,6 +37,10 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 STATUSES: Final = ("uploaded", "processing", "retrying", "succeeded", "failed")
+LABELS: Final = {"failed": "failed (parked)"}
+"""How the table shows a status: "failed" is the parked state (a failed attempt with retries left is
+"retrying"), named in full as the console's video page does; `--status` and `--json` keep the
+status's own name, which the HTTP API and the board use."""
 
 StoreOption = Annotated[
     str | None,
@@ -83,7 +87,9 @@ def status(
     only: Annotated[
         str | None,
         typer.Option(
-            "--status", help=f"Only videos in this status ({', '.join(STATUSES)}).", show_default=False
+            "--status",
+            help=f"Only videos in this status ({', '.join(STATUSES)}; failed = parked).",
+            show_default=False,
         ),
     ] = None,
     refresh: Annotated[
@@ -124,7 +130,7 @@ def status(
     for row in rows:
         table.add_row(
             row.video_id,
-            row.status,
+            LABELS.get(row.status, row.status),
             str(row.attempts),
             row.filename,
             row.uploader,
