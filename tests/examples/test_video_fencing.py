@@ -51,6 +51,15 @@ def start_worker(
         )  # fmt: skip
 
 
+def kill_leftovers(*workers: subprocess.Popen[str] | None) -> None:
+    """After a failed test: kill the workers still running (resumed first, in case one is stopped)."""
+    for worker in workers:
+        if worker is not None and worker.poll() is None:
+            os.kill(worker.pid, signal.SIGCONT)
+            worker.kill()
+            worker.communicate()
+
+
 def read_line(worker: subprocess.Popen[str], timeout: float = 60.0) -> dict[str, Any]:
     """The worker's next JSON line on stdout, or a failure (not a hang) if none comes in time."""
     assert worker.stdout is not None
@@ -103,11 +112,7 @@ def test_a_worker_stopped_past_its_lease_is_fenced_when_it_wakes(
         wait_for("A's late result to be refused", lambda: "fenced" in log_a.read_text(), timeout=30)
         stats_a, stats_b = stop(worker_a), stop(worker_b)
     finally:
-        for worker in (worker_a, worker_b):
-            if worker is not None and worker.poll() is None:
-                os.kill(worker.pid, signal.SIGCONT)
-                worker.kill()
-                worker.communicate()
+        kill_leftovers(worker_a, worker_b)
 
     history = events_of(store, stream)
     types = [event_type for event_type, _ in history]
@@ -171,11 +176,7 @@ def test_a_worker_stopped_between_its_transcode_and_its_success_write_has_the_wr
         wait_for("A's late success write to be refused", lambda: "fenced" in log_a.read_text())
         stats_a, stats_b = stop(worker_a), stop(worker_b)
     finally:
-        for worker in (worker_a, worker_b):
-            if worker is not None and worker.poll() is None:
-                os.kill(worker.pid, signal.SIGCONT)
-                worker.kill()
-                worker.communicate()
+        kill_leftovers(worker_a, worker_b)
 
     text_a = log_a.read_text()
     assert "succeeded refused" in text_a and "no longer holds partition" in text_a, text_a[-2000:]
@@ -227,10 +228,7 @@ def test_a_worker_backing_off_longer_than_its_lease_keeps_the_lease(
         wait_for("the video to be parked", lambda: events_of(store, stream)[-1][0] == "VideoParked")
         stats_a, stats_b = stop(worker_a), stop(worker_b)
     finally:
-        for worker in (worker_a, worker_b):
-            if worker is not None and worker.poll() is None:
-                worker.kill()
-                worker.communicate()
+        kill_leftovers(worker_a, worker_b)
     history = store.read_stream(stream)
     assert [(event.type, event.data.get("worker")) for event in history] == [
         ("VideoUploaded", None),
@@ -275,10 +273,7 @@ def test_a_slow_but_alive_worker_heartbeats_and_finishes_its_long_transcode(
         wait_for("the video to finish", lambda: events_of(store, stream)[-1][0] == "VideoProcessingSucceeded")
         stats_a, stats_b = stop(worker_a), stop(worker_b)
     finally:
-        for worker in (worker_a, worker_b):
-            if worker is not None and worker.poll() is None:
-                worker.kill()
-                worker.communicate()
+        kill_leftovers(worker_a, worker_b)
     history = store.read_stream(stream)
     assert [(event.type, event.data.get("worker")) for event in history] == [
         ("VideoUploaded", None),
@@ -319,9 +314,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_video_done_once(
         )
         stats_b = stop(worker_b)
     finally:
-        if worker_b is not None and worker_b.poll() is None:
-            worker_b.kill()
-            worker_b.communicate()
+        kill_leftovers(worker_b)
     history = events_of(store, stream)
     assert [(t, d.get("worker")) for t, d in history] == [
         ("VideoUploaded", None),
