@@ -63,11 +63,15 @@ def test_status_lists_videos_and_retry_brings_a_parked_video_back(
     assert shown.exit_code == 0, shown.output
     assert "succeeded 1" in shown.stdout and "failed 1" in shown.stdout
     assert good in shown.stdout and lost in shown.stdout
+    assert "failed (parked)" in shown.stdout  # named as the console names it: no more attempts
     rows = board_rows(store)
     assert {video: row["status"] for video, row in rows.items()} == {good: "succeeded", lost: "failed"}
     assert "No such file" in str(rows[lost]["last_error"])
     assert list(board_rows(store, "--status", "failed")) == [lost]
     assert "(no videos with status retrying)" in chronik(store, "status", "--status", "retrying").stdout
+    empty = chronik(store, "status", "--status", "retrying", "--json")  # JSON lines: no video, no line
+    assert (empty.exit_code, empty.stdout) == (0, ""), empty.output
+    assert empty.stderr.strip() == "(no videos with status retrying)"  # said where a person sees it
 
     before = event_types(store, good)
     refused = chronik(store, "retry", good)

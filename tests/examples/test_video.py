@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chronik.errors import AggregateNotFound
+from chronik.errors import AggregateNotFound, InvalidInput
 from chronik.examples.video import (
     BlobStore,
     RetryNotAllowed,
@@ -184,3 +184,18 @@ def test_the_board_counts_videos_by_status_with_step_times(
     assert rows[bad].status == "failed" and "not a readable video" in (rows[bad].last_error or "")
     assert board.position == store.head_position()
     assert reconcile(board_projection).ok
+
+
+def test_a_failed_upload_leaves_no_half_written_file(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    uploads = blobs.root / "uploads"
+    with pytest.raises(InvalidInput, match=r"cannot upload .*nope\.mp4: no such file"):
+        blobs.put_file(tmp_path / "nope.mp4")
+    with pytest.raises(InvalidInput, match="not a regular file"):
+        blobs.put_file(tmp_path)
+    # A real read error in the middle of the copy: /proc/self/mem opens, but reading offset 0 fails.
+    with pytest.raises(OSError, match="Input/output error"):
+        blobs.put_file(Path("/proc/self/mem"))
+    assert list(uploads.iterdir()) == []
+    stored = blobs.put_file(make_sample_video(tmp_path / "clip.mp4", seconds=0.5))
+    assert [path.name for path in uploads.rglob("*") if path.is_file()] == [stored.sha256]

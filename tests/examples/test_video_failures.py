@@ -112,6 +112,8 @@ def test_a_busy_database_leaves_no_contradiction_and_the_work_is_redone(
         "board": "processing",
         "job_done": False,
     }
+    renditions = blobs.root / "renditions" / video_id
+    assert list(renditions.iterdir()) == []  # the output of the abandoned write was deleted
     faults.release()  # the database is free again
     run_until(worker, finished(sql_store, video_id))
     after = snapshot(sql_store, video_id, worker)
@@ -127,6 +129,8 @@ def test_a_busy_database_leaves_no_contradiction_and_the_work_is_redone(
         "job_done": True,
     }
     assert reconcile(VideoBoard(sql_store)).ok
+    output = Path(sql_store.read_stream(f"video-{video_id}")[-1].data["output_path"])
+    assert list(renditions.iterdir()) == [output.parent] and output.is_file()  # the redone attempt's
 
 
 def test_a_failed_statement_rolls_the_whole_write_back_and_it_is_retried(

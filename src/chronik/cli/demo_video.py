@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.video import LABELS
 from chronik.errors import InvalidInput
 from chronik.examples.video import BlobStore, VideoBoard, make_sample_video, queries, upload_video
 from chronik.projections import UnsupportedStore, catch_up
@@ -222,7 +223,7 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
         for row in mine:
             table.add_row(
                 row.video_id,
-                row.status,
+                LABELS.get(row.status, row.status),
                 row.worker or "",
                 str(row.attempts),
                 *(

@@ -37,6 +37,10 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 STATUSES: Final = ("uploaded", "processing", "retrying", "succeeded", "failed")
+LABELS: Final = {"failed": "failed (parked)"}
+"""How the table shows a status: "failed" is the parked state (a failed attempt with retries left is
+"retrying"), named in full as the console's video page does; `--status` and `--json` keep the
+status's own name, which the HTTP API and the board use."""
 
 StoreOption = Annotated[
     str | None,
@@ -83,13 +87,17 @@ def status(
     only: Annotated[
         str | None,
         typer.Option(
-            "--status", help=f"Only videos in this status ({', '.join(STATUSES)}).", show_default=False
+            "--status",
+            help=f"Only videos in this status ({', '.join(STATUSES)}; failed = parked).",
+            show_default=False,
         ),
     ] = None,
     refresh: Annotated[
         bool, typer.Option("--refresh/--no-refresh", help="Bring the board up to the log's head first.")
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video, one per line.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per video, one per line (no line if none).")
+    ] = False,
     store_url: StoreOption = None,
 ) -> None:
     """List videos by status (from the video_board projection), oldest upload first."""
@@ -101,8 +109,13 @@ def status(
         board = queries.board(store, refresh=refresh)
     rows = [row for row in board.videos if only is None or row.status == only]
     if as_json:
+        # JSON lines, like `chronik read --json`: no matching video is no line (`jq -s` makes it
+        # `[]`). A `[]` line would be the one line that is not a video and break line-by-line
+        # readers, so the "nothing" is said on stderr, where a person sees it and a pipe does not.
         for row in rows:
             out.out(msgspec.json.encode(row).decode(), highlight=False)
+        if not rows:
+            err.print("(no videos" + (f" with status {only})" if only else ")"))
         return
     counts = ", ".join(f"{name} {board.counts[name]}" for name in STATUSES if board.counts.get(name))
     out.print(f"videos: {counts or 'none'} (board at log position {board.position})")
@@ -117,7 +130,7 @@ def status(
     for row in rows:
         table.add_row(
             row.video_id,
-            row.status,
+            LABELS.get(row.status, row.status),
             str(row.attempts),
             row.filename,
             row.uploader,

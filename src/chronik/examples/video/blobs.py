@@ -6,7 +6,8 @@ and a path in an event can never come to mean other bytes.
 
 Renditions get one folder per attempt (worker and epoch in its name): a fenced zombie's late output
 lands beside the winner's, never over it, and only the folder a `VideoProcessingSucceeded` names is
-the real one. Leftover attempt folders are garbage a sweeper may delete.
+the real one. Workers delete their own failed, fenced and abandoned attempt folders; only a worker
+killed mid-job leaves one behind (docs/EXAMPLES.md, "Attempt folders").
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 import msgspec
+
+from chronik.errors import InvalidInput
 
 
 class StoredBlob(msgspec.Struct, frozen=True):
@@ -32,21 +35,34 @@ class BlobStore:
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
 
     def put_file(self, source: Path) -> StoredBlob:
-        """Copy a file in (hashing it on the way), atomically; the same content is stored once."""
+        """Copy a file in (hashing it on the way), atomically; the same content is stored once.
+
+        The copy goes to a temporary file beside the uploads and is renamed into place only when
+        complete, so a failed copy (a read error, a full disk, an interrupt) must delete that
+        temporary file, or every failed upload would leave a half-written file behind for good.
+        A source that is not a readable file is refused before anything is written.
+        """
+        if not source.is_file():
+            reason = "no such file" if not source.exists() else "not a regular file"
+            raise InvalidInput(f"cannot upload {source}: {reason}")
         digest = hashlib.sha256()
         handle, temporary = tempfile.mkstemp(dir=self.root / "uploads", prefix=".incoming-")
-        size = 0
-        with os.fdopen(handle, "wb") as sink, source.open("rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-                sink.write(chunk)
-                size += len(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
-        sha = digest.hexdigest()
-        final = self.upload_path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temporary, final)
+        try:
+            size = 0
+            with os.fdopen(handle, "wb") as sink, source.open("rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+                sink.flush()
+                os.fsync(sink.fileno())
+            sha = digest.hexdigest()
+            final = self.upload_path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
+        except BaseException:  # KeyboardInterrupt too: no half-written file may stay behind
+            Path(temporary).unlink(missing_ok=True)
+            raise
         return StoredBlob(str(final), size, sha)
 
     def upload_path(self, sha256: str) -> Path:

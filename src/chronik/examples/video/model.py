@@ -31,7 +31,10 @@ class VideoState(msgspec.Struct):
     size_bytes: int = 0
     sha256: str = ""
     uploader: str = ""
-    status: str = "new"  # uploaded | processing | retrying | succeeded | failed
+    # uploaded | processing | retrying | succeeded | failed. "failed" is the parked state (only
+    # `VideoParked` leads there; no more automatic attempts, only a retry by hand); a failed attempt
+    # with attempts left is "retrying".
+    status: str = "new"
     attempts: int = 0  # attempts since the upload or the last retry request
     worker: str | None = None
     epoch: int = 0

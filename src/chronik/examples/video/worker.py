@@ -16,7 +16,9 @@ directly and splits each job into short fenced writes around the slow part:
 A worker that was paused past its lease (SIGSTOP, a long GC, a slow disk) and wakes up after
 another worker took the partition over gets `PartitionLost` at step 3: its whole unit of work is
 rolled back, so its late result never reaches the log (the seed's "slow worker wrote after its
-replacement"). Its output folder is orphaned, never referenced.
+replacement"). It then deletes its output folder (unless the log names it), as does a worker whose
+success write gave up; a failed attempt's folder is deleted before its failure is written. Only a
+worker killed mid-job leaves its attempt folder behind (see docs/EXAMPLES.md).
 
 A write that fails (the database is busy, a statement fails) is rolled back whole and retried with
 the same event ids (an append whose outcome was unknown is then acknowledged, not doubled). If it
@@ -28,7 +30,9 @@ worker renews the lease of the job's partition every `lease_ttl / 3` seconds wit
 commit as step 1 (checkpoint unchanged, lease extended; `PartitionLost` if it is no longer this
 worker's), so a slow but alive worker keeps its video, and a dead or frozen one (SIGKILL,
 SIGSTOP: no heartbeat) loses it when the lease runs out. If a heartbeat is refused, the worker
-stops the transcode at once (`Fenced`): its work could no longer be recorded.
+stops the transcode at once (`Fenced`): its work could no longer be recorded. The pause between
+two attempts of a job (the backoff) heartbeats the same way, so a backoff longer than the TTL does
+not cost a healthy worker its partition.
 
 The heartbeat is a progress callback from the transcode loop (`transcode(progress=...)`), called
 after every frame, not a background thread, because:
@@ -303,7 +307,11 @@ class VideoWorker:
                 reason = "unexpected error: " + "".join(traceback.format_exception_only(error)).strip()
             else:
                 video.succeed(self.worker_id, epoch, rendition)
-                self._write(number, epoch, event.global_position, video, "succeeded", metadata)
+                try:
+                    self._write(number, epoch, event.global_position, video, "succeeded", metadata)
+                except (Fenced, WriteGaveUp):
+                    self._discard_unrecorded(video.stream, folder)
+                    raise
                 self.stats.succeeded += 1
                 log.info("%s finished %s: %s", self.worker_id, video.stream, rendition.output_path)
                 return
@@ -328,7 +336,41 @@ class VideoWorker:
                 reason,
                 pause,
             )
-            time.sleep(pause)
+            self._back_off(pause, keep_lease)
+
+    def _discard_unrecorded(self, stream: str, folder: Path) -> None:
+        """Delete a finished attempt's output whose success write was refused or given up, unless the
+        log names it after all.
+
+        Nobody else will ever look at that folder: a refused zombie's output is a duplicate of the
+        replacement's, and an abandoned write's job is redone into a new attempt folder. But a write
+        attempt whose commit went through unseen (the connection broke after the commit) may have
+        recorded this very folder before a retry was refused, so the log decides; if it cannot be
+        read, the folder is kept (garbage is better than a success pointing at nothing).
+        """
+        try:
+            named = any(
+                event.type == "VideoProcessingSucceeded" and Path(event.data["output_path"]).parent == folder
+                for event in self.store.read_stream(stream)
+            )
+        except Exception as error:
+            log.warning("%s keeps %s: could not read %s (%s)", self.worker_id, folder, stream, error)
+            return
+        if not named:
+            self.blobs.remove_attempt(folder)
+
+    def _back_off(self, pause: float, keep_lease: Progress) -> None:
+        """Wait `pause` seconds before the next attempt, heartbeating the job's lease meanwhile.
+
+        The video is still this worker's job while it waits: a plain sleep would let a lease shorter
+        than the backoff run out, and another worker would take a healthy worker's partition over
+        (and this one be fenced at its next write). Not cut short by `stop()`: the pause is short
+        (`max_backoff`) and the retry it leads to is part of the job.
+        """
+        deadline = time.monotonic() + pause
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.heartbeat_interval / 2))
+            keep_lease(0)
 
     def _slow_down(self, keep_lease: Progress) -> None:
         """`slow_seconds` of pretend work before the transcode (demos and tests), heartbeating like the
@@ -422,6 +464,27 @@ class VideoWorker:
         raise WriteGaveUp(f"the {stage} write of {video.stream} failed {self.write_attempts} times")
 
 
+def _pause_once(stage: str) -> BeforeWrite:
+    """`--pause-before STAGE`: hold the worker at one exact point of its job, for a process test.
+
+    A test that freezes a worker with SIGSTOP "after the transcode, before the success write" cannot
+    hit that window by timing; so the worker says where it is (a JSON line on stdout) and waits for
+    a line on stdin, and the test freezes it there, lets another worker take over, resumes it and
+    releases it. Only the first time: the write's retries and later jobs run unhindered.
+    """
+    paused = False
+
+    def pause(due: str, attempt: int) -> None:
+        nonlocal paused
+        if due != stage or paused:
+            return
+        paused = True
+        print(json.dumps({"paused_before": stage}), flush=True)
+        sys.stdin.readline()
+
+    return pause
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m chronik.examples.video --store URL --blobs DIR [--id ID] ...`: one worker process.
 
@@ -436,10 +499,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--backoff", type=float, default=0.2)
+    parser.add_argument("--max-backoff", type=float, default=2.0)
     parser.add_argument(
         "--slow", type=float, default=0.0, help="pretend to work this long (heartbeating) before transcoding"
     )
     parser.add_argument("--board", action="store_true", help="keep the video board projection inline")
+    parser.add_argument(
+        "--pause-before",
+        choices=("started", "succeeded", "failed"),
+        default=None,
+        help='tests: the first time this write is due, print {"paused_before": STAGE} and wait for a '
+        "line on stdin",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     store = open_store(args.store)
@@ -456,7 +527,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         lease_ttl=args.ttl,
         max_attempts=args.max_attempts,
         backoff=args.backoff,
+        max_backoff=args.max_backoff,
         slow_seconds=args.slow,
+        before_write=_pause_once(args.pause_before) if args.pause_before else None,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
