@@ -192,6 +192,8 @@ def test_help_files_every_command_under_a_panel_by_concern() -> None:
         ("state", "cart-1"),
         ("groups", "status"),
         ("groups", "parked", "workers"),
+        ("video", "status"),
+        ("video", "retry", "0190c1d2-7e3a-7b3c-8d4e-5f6a7b8c9d0e"),
     ],
 )
 def test_a_command_that_reads_refuses_a_mistyped_sqlite_path_and_creates_nothing(

@@ -16,24 +16,23 @@ a wrong command line is exit code 2.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Annotated, Final, NoReturn
+from typing import Annotated, Final
 
 import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from chronik.errors import AggregateNotFound, ChronikError
+from chronik.cli.stores import CommandFailed, StoreOption, opened_store
+from chronik.cli.tables import stdout_console
+from chronik.errors import AggregateNotFound
 from chronik.examples.video import Video, queries, retry_video
-from chronik.store import EventStore, default_store_url, open_store
 
 video_app = typer.Typer(
     help="The video pipeline: videos by status, and retrying a parked one.", no_args_is_help=True
 )
 
-out = Console(soft_wrap=True, highlight=False)
+out = stdout_console()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 STATUSES: Final = ("uploaded", "processing", "retrying", "succeeded", "failed")
@@ -41,39 +40,6 @@ LABELS: Final = {"failed": "failed (parked)"}
 """How the table shows a status: "failed" is the parked state (a failed attempt with retries left is
 "retrying"), named in full as the console's video page does; `--status` and `--json` keep the
 status's own name, which the HTTP API and the board use."""
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL (sqlite:///path.db, postgresql://...). Default: $CHRONIK_STORE, else sqlite:///./chronik.db.",
-        show_default=False,
-    ),
-]
-
-
-class _Refused(Exception):
-    """A request understood but refused: reported as one line, exit code 1."""
-
-
-@contextlib.contextmanager
-def _store(url: str | None) -> Iterator[EventStore]:
-    """Open the store and turn chronik's errors (and refusals) into a message and exit code 1."""
-    try:
-        store = open_store(url or default_store_url())
-    except ChronikError as error:
-        _fail(str(error))
-    try:
-        yield store
-    except (ChronikError, _Refused) as error:
-        _fail(str(error))
-    finally:
-        store.close()
-
-
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    raise typer.Exit(1)
 
 
 def video_id_of(text: str) -> str:
@@ -105,7 +71,7 @@ def status(
         raise typer.BadParameter(
             f"{only!r} is not a status; choose one of {', '.join(STATUSES)}", param_hint="--status"
         )
-    with _store(store_url) as store:
+    with opened_store(store_url) as store:
         board = queries.board(store, refresh=refresh)
     rows = [row for row in board.videos if only is None or row.status == only]
     if as_json:
@@ -151,11 +117,11 @@ def retry(
 ) -> None:
     """Retry a video that was parked as failed: the workers process it again, with fresh attempts."""
     video_id = video_id_of(video)
-    with _store(store_url) as store:
+    with opened_store(store_url) as store:
         try:
             version = retry_video(store, video_id, requested_by=by, note=note)
         except AggregateNotFound:
-            raise _Refused(f"no video {video_id!r} in {store.url}") from None
+            raise CommandFailed(f"no video {video_id!r} in {store.url}") from None
     out.print(
         f"retry requested for video-{video_id} (stream version {version}); "
         "the video workers will process it again"
