@@ -56,3 +56,13 @@ def test_the_bank_demo_refuses_to_push_a_given_store_into_the_future(tmp_path: P
     assert "in the future" in refused.stderr and "Traceback" not in refused.stderr
     fresh = run_chronik("demo", "bank", "--store", f"sqlite:///{tmp_path / 'fresh.db'}", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
+
+
+def test_on_a_memory_store_the_demo_suggests_no_command_that_cannot_find_it(tmp_path: Path) -> None:
+    """Review finding: `--store memory://` ended with `chronik state ... --store memory://`, which a
+    new process runs against a new, empty store."""
+    done = run_chronik("demo", "bank", "--store", "memory://", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "the books balance" in done.stdout
+    assert "chronik state account-" not in done.stdout and "--store memory://" not in done.stdout
+    assert "it is gone when the demo ends" in done.stdout
