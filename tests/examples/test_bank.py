@@ -4,6 +4,7 @@ compensation, the time machine by business and by recorded time, and the books c
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
@@ -18,6 +19,7 @@ from chronik.examples.bank import (
     BalanceNotZero,
     Bank,
     CommandIdReused,
+    CommandResult,
     InsufficientFunds,
     InvalidAmount,
     InvalidTransfer,
@@ -306,3 +308,32 @@ def test_a_drifted_balance_projection_is_detected(store_factory: StoreFactory, b
     assert [(d.account_id, d.projected_cents, d.actual_cents) for d in check.drift] == [("bob", 9_000, 1_500)]
     report = reconcile(balances)
     assert not report.ok and report.differences[0].key == {"account_id": "bob"}
+
+
+def test_racing_sends_under_one_command_id_record_one_and_refuse_the_others(store: EventStore) -> None:
+    """Eight clients send different deposits under one id at once. A loser that passed the look-up
+    before the winner's append appends the same event ids at the same place, which the store
+    acknowledges as a retry without looking at the data (seen: all eight told "recorded", one
+    deposit kept); or it meets the unique event id (`DuplicateEventId`). Either way, a different
+    command is refused here too, never acknowledged."""
+    Bank(store).open_account("ann", "Ann", command_id="open-ann")
+    outcomes: list[CommandResult | CommandIdReused] = []
+    barrier = threading.Barrier(8)
+
+    def send(cents: int) -> None:
+        bank = Bank(store)
+        barrier.wait()
+        try:
+            outcomes.append(bank.deposit("ann", cents, command_id="same"))
+        except CommandIdReused as refused:
+            outcomes.append(refused)
+
+    threads = [threading.Thread(target=send, args=(100 + n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recorded = [o for o in outcomes if isinstance(o, CommandResult)]
+    assert len(outcomes) == 8 and len(recorded) == 1, outcomes
+    assert recorded[0].already_done is False
+    assert [e.type for e in store.read_stream("account-ann")] == ["AccountOpened", "FundsDeposited"]

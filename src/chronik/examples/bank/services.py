@@ -253,7 +253,7 @@ class Bank:
             metadata["correlation_id"] = correlation_id
 
         try:
-            aggregate, _ = self.repository.execute(
+            aggregate, appended = self.repository.execute(
                 aggregate_class, id, decide, metadata=metadata, create=create
             )
         except DuplicateEventId:
@@ -261,6 +261,10 @@ class Bank:
             if (earlier := done_before()) is not None:
                 return earlier
             raise
+        # A concurrent send of this id appended the same event ids at the same place first, and the
+        # store acknowledged ours as its retry without looking at the data: compare here.
+        if appended.already_recorded and (earlier := done_before()) is not None:
+            return earlier
         return CommandResult(stream, aggregate.version)
 
 
