@@ -156,27 +156,17 @@ def test_transfers_are_initiated_then_moved_by_the_process_manager(
     open_account(http, "fay", "Fay")
     open_account(http, "gil", "Gil")
     money(http, "fay", "deposits", 3_000, "d-1")
-    sent = http.post(
-        "/api/bank/transfers",
-        json={
-            "transfer_id": "t-1",
-            "source": "fay",
-            "target": "gil",
-            "amount_cents": 1_200,
-            "reference": "lunch",
-        },
-    )
+    lunch = {
+        "transfer_id": "t-1",
+        "source": "fay",
+        "target": "gil",
+        "amount_cents": 1_200,
+        "reference": "lunch",
+    }
+    sent = http.post("/api/bank/transfers", json=lunch)
     assert sent.status_code == 200 and sent.json()["transfer"]["status"] == "initiated"
-    resent = http.post(  # the very same request (without the reference it would be another command: 409)
-        "/api/bank/transfers",
-        json={
-            "transfer_id": "t-1",
-            "source": "fay",
-            "target": "gil",
-            "amount_cents": 1_200,
-            "reference": "lunch",
-        },
-    )
+    # the very same request again (without the reference it would be another command: 409)
+    resent = http.post("/api/bank/transfers", json=lunch)
     assert resent.json()["already_done"] is True
     too_big = {"transfer_id": "t-2", "source": "gil", "target": "fay", "amount_cents": 99_999}
     assert http.post("/api/bank/transfers", json=too_big).status_code == 200

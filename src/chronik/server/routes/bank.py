@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Query
@@ -188,25 +188,23 @@ def account_balance(
 
 @router.post("/accounts/{account_id}/deposits", summary="Deposit money")
 def deposit(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    check_stream_access(key, f"account-{account_id}")
-    result = _command(
-        lambda: _bank(key.name, state).deposit(
-            account_id,
-            body.amount_cents,
-            command_id=body.command_id,
-            description=body.description,
-            occurred_at=_utc(body.occurred_at),
-        )
-    )
-    return {**result, "account": _balance(state, account_id)}
+    return _move_money("deposit", account_id, body, state, key)
 
 
 @router.post("/accounts/{account_id}/withdrawals", summary="Withdraw money")
 def withdraw(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """422 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
+    return _move_money("withdraw", account_id, body, state, key)
+
+
+def _move_money(
+    kind: Literal["deposit", "withdraw"], account_id: str, body: MoneyIn, state: ServerState, key: AppendKey
+) -> dict[str, Any]:
     check_stream_access(key, f"account-{account_id}")
+    bank = _bank(key.name, state)
+    command = bank.deposit if kind == "deposit" else bank.withdraw
     result = _command(
-        lambda: _bank(key.name, state).withdraw(
+        lambda: command(
             account_id,
             body.amount_cents,
             command_id=body.command_id,
