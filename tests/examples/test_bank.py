@@ -4,7 +4,8 @@ compensation, the time machine by business and by recorded time, and the books c
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -12,10 +13,13 @@ import pytest
 from chronik.clock import ManualClock
 from chronik.errors import AggregateNotFound
 from chronik.examples.bank import (
+    Account,
     AccountBalances,
     AccountNotOpen,
     BalanceNotZero,
     Bank,
+    CommandIdReused,
+    CommandResult,
     InsufficientFunds,
     InvalidAmount,
     InvalidTransfer,
@@ -89,6 +93,76 @@ def test_a_retried_command_is_an_acknowledged_no_op(store: EventStore) -> None:
     assert bank.open_account("ann", "Ann", command_id="open-ann").already_done
     withdrawals = [e for e in store.read_stream("account-ann") if e.type == "FundsWithdrawn"]
     assert len(withdrawals) == 1 and withdrawals[0].metadata["command_id"] == "atm-42"
+
+
+def test_a_command_id_reused_for_another_command_is_refused_and_records_nothing(store: EventStore) -> None:
+    """Review finding: `_run` acknowledged any command whose id was used, dropping a different one."""
+    bank = Bank(store)
+    open_two(bank)
+    bank.deposit("ann", 100, command_id="d1", description="cash")
+    for other in (
+        lambda: bank.deposit("ann", 999, command_id="d1", description="cash"),
+        lambda: bank.deposit("ann", 100, command_id="d1", description="cheque"),
+        lambda: bank.withdraw("ann", 50, command_id="d1"),
+        lambda: bank.freeze("ann", command_id="d1"),
+    ):
+        with pytest.raises(CommandIdReused) as refused:
+            other()
+        assert refused.value.command_id == "d1" and refused.value.recorded["amount_cents"] == 100
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("command id 'd1' is already recorded in 'account-ann' for deposit(")
+    assert "amount_cents=100" in message and "not freeze(" in message
+    assert bank.deposit("ann", 100, command_id="d1", description="cash").already_done  # a true re-send
+    assert bank.deposit("bob", 999, command_id="d1").already_done is False  # another account: another command
+    assert [e.type for e in store.read_stream("account-ann")] == [
+        "AccountOpened",
+        "FundsDeposited",
+        "FundsDeposited",
+    ]
+    assert bank.account("ann").state.balance_cents == 10_100
+
+    with pytest.raises(CommandIdReused, match="'open-ann'"):
+        bank.open_account("ann", "Someone else", command_id="open-ann")
+
+    bank.transfer("t1", "ann", "bob", 10)
+    for amount, target in ((90, "bob"), (10, "cat")):
+        with pytest.raises(CommandIdReused, match="initiate_transfer") as refused:
+            bank.transfer("t1", "ann", target, amount)
+        assert refused.value.sent["amount_cents"] == amount and refused.value.recorded["amount_cents"] == 10
+    assert bank.initiate_transfer("t1", "ann", "bob", 10).already_done
+    assert bank.transfer_state("t1").state.amount_cents == 10
+    assert (bank.account("ann").state.balance_cents, bank.account("bob").state.balance_cents) == (
+        10_090,
+        1_009,
+    )
+    assert queries.check_ledger(store).ok
+
+
+def test_a_resent_business_time_is_the_same_instant_in_any_zone(store: EventStore) -> None:
+    bank = Bank(store)
+    open_two(bank)
+    branch_day = datetime(2024, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    bank.deposit("ann", 5, command_id="late", occurred_at=branch_day)
+    assert bank.deposit("ann", 5, command_id="late", occurred_at=branch_day.astimezone(UTC)).already_done
+    with pytest.raises(CommandIdReused, match="occurred_at='2024-03-01T10:00:00\\+00:00'"):
+        bank.deposit("ann", 5, command_id="late", occurred_at=branch_day + timedelta(days=1))
+    with pytest.raises(CommandIdReused):
+        bank.deposit("ann", 5, command_id="late")  # without a business time: not the same command
+
+
+def test_a_command_recorded_before_fingerprints_is_compared_by_its_event(store: EventStore) -> None:
+    """Events written by earlier versions carry no `command` metadata: their data still tells."""
+    bank = Bank(store)
+    open_two(bank)
+    legacy = {"actor": "bank", "command_id": "old"}
+    bank.repository.execute(Account, "ann", lambda a: a.withdraw("old", 300, "rent"), metadata=legacy)
+    assert bank.withdraw("ann", 300, command_id="old", description="rent").already_done
+    with pytest.raises(CommandIdReused, match=r"withdraw\(amount_cents=300, description='rent'\)"):
+        bank.withdraw("ann", 301, command_id="old", description="rent")
+    with pytest.raises(CommandIdReused):
+        bank.deposit("ann", 300, command_id="old", description="rent")
+    assert bank.account("ann").state.balance_cents == 9_700
 
 
 def test_transfers_complete_reject_or_compensate_and_money_is_kept(store: EventStore) -> None:
@@ -234,3 +308,32 @@ def test_a_drifted_balance_projection_is_detected(store_factory: StoreFactory, b
     assert [(d.account_id, d.projected_cents, d.actual_cents) for d in check.drift] == [("bob", 9_000, 1_500)]
     report = reconcile(balances)
     assert not report.ok and report.differences[0].key == {"account_id": "bob"}
+
+
+def test_racing_sends_under_one_command_id_record_one_and_refuse_the_others(store: EventStore) -> None:
+    """Eight clients send different deposits under one id at once. A loser that passed the look-up
+    before the winner's append appends the same event ids at the same place, which the store
+    acknowledges as a retry without looking at the data (seen: all eight told "recorded", one
+    deposit kept); or it meets the unique event id (`DuplicateEventId`). Either way, a different
+    command is refused here too, never acknowledged."""
+    Bank(store).open_account("ann", "Ann", command_id="open-ann")
+    outcomes: list[CommandResult | CommandIdReused] = []
+    barrier = threading.Barrier(8)
+
+    def send(cents: int) -> None:
+        bank = Bank(store)
+        barrier.wait()
+        try:
+            outcomes.append(bank.deposit("ann", cents, command_id="same"))
+        except CommandIdReused as refused:
+            outcomes.append(refused)
+
+    threads = [threading.Thread(target=send, args=(100 + n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recorded = [o for o in outcomes if isinstance(o, CommandResult)]
+    assert len(outcomes) == 8 and len(recorded) == 1, outcomes
+    assert recorded[0].already_done is False
+    assert [e.type for e in store.read_stream("account-ann")] == ["AccountOpened", "FundsDeposited"]

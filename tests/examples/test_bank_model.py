@@ -1,6 +1,6 @@
 """The bank against a plain-Python model, on random command sequences (hypothesis): every balance,
-status and transfer outcome agrees with the model, re-sent commands change nothing, and the books
-balance after every sequence."""
+status and transfer outcome agrees with the model, re-sent commands change nothing, a used command
+id sent with another command is refused, and the books balance after every sequence."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronik.examples.bank import AccountNotOpen, Bank, InsufficientFunds, queries
+from chronik.examples.bank import AccountNotOpen, Bank, CommandIdReused, InsufficientFunds, queries
 from chronik.store import open_store
 
 ACCOUNTS = ("a", "b", "c")
+MONEY = ("deposit", "withdraw")
 account = st.sampled_from(ACCOUNTS)
 amount = st.integers(min_value=1, max_value=5_000)
 operation = st.one_of(
@@ -22,7 +23,8 @@ operation = st.one_of(
     st.tuples(st.just("freeze"), account),
     st.tuples(st.just("unfreeze"), account),
     st.tuples(st.just("limit"), account, st.integers(min_value=0, max_value=3_000)),
-    st.tuples(st.just("resend"), st.integers(min_value=0, max_value=50)),
+    # a used command id again: the same command (a re-send), or another kind or amount under it
+    st.tuples(st.just("reuse"), st.integers(min_value=0, max_value=50), st.sampled_from(MONEY), amount),
     # right at the edge: everything the account may spend, give or take one cent
     st.tuples(st.just("drain"), account, st.integers(min_value=-1, max_value=1)),
     st.tuples(st.just("drain-transfer"), account, account, st.integers(min_value=-1, max_value=1)),
@@ -40,7 +42,7 @@ def test_random_command_sequences_agree_with_a_model(operations: list[tuple[Any,
     for name in ACCOUNTS:
         bank.open_account(name, name.upper(), command_id="open")
         bank.deposit(name, 1_000, command_id="initial")
-    sent: list[tuple[str, str, int]] = []  # (account, command id, amount) of accepted withdrawals
+    sent: list[tuple[str, str, tuple[Any, ...]]] = []  # (kind, command id, args) of recorded commands
     for index, (kind, *args) in enumerate(operations):
         command_id = f"cmd-{index}"
         if kind in ("drain", "drain-transfer"):
@@ -56,6 +58,7 @@ def test_random_command_sequences_agree_with_a_model(operations: list[tuple[Any,
             if status[name] == "open":
                 bank.deposit(name, cents, command_id=command_id)
                 balance[name] += cents
+                sent.append((kind, command_id, (name, cents)))
             else:
                 _refused(AccountNotOpen, bank.deposit, name, cents, command_id=command_id)
         elif kind == "withdraw":
@@ -67,12 +70,13 @@ def test_random_command_sequences_agree_with_a_model(operations: list[tuple[Any,
             else:
                 bank.withdraw(name, cents, command_id=command_id)
                 balance[name] -= cents
-                sent.append((name, command_id, cents))
+                sent.append((kind, command_id, (name, cents)))
         elif kind == "transfer":
             source, target, cents = args
             if source == target:
                 continue
             outcome = bank.transfer(command_id, source, target, cents).state.status
+            sent.append((kind, command_id, (source, target, cents)))
             if status[source] != "open" or balance[source] - cents < -limit[source]:
                 assert outcome == "rejected"
             elif status[target] != "open":
@@ -90,9 +94,18 @@ def test_random_command_sequences_agree_with_a_model(operations: list[tuple[Any,
             if status[name] == "open":
                 bank.set_overdraft_limit(name, cents, command_id=command_id)
                 limit[name] = cents
-        elif kind == "resend" and sent:
-            name, old_id, cents = sent[args[0] % len(sent)]
-            assert bank.withdraw(name, cents, command_id=old_id).already_done
+        elif kind == "reuse" and sent:
+            old_kind, old_id, old_args = sent[args[0] % len(sent)]
+            if old_kind == "transfer":
+                new_kind, new_args = old_kind, (*old_args[:2], args[2])
+                run: Any = lambda *fields, command_id: bank.initiate_transfer(command_id, *fields)  # noqa: E731
+            else:
+                new_kind, new_args = args[1], (old_args[0], args[2])
+                run = getattr(bank, new_kind)
+            if (new_kind, new_args) == (old_kind, old_args):
+                assert run(*new_args, command_id=old_id).already_done
+            else:
+                _refused(CommandIdReused, run, *new_args, command_id=old_id)
         for name in ACCOUNTS:
             state = bank.account(name).state
             assert (state.balance_cents, state.status) == (balance[name], status[name])

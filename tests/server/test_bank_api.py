@@ -9,7 +9,8 @@ import httpx
 
 from chronik.examples.bank import Bank
 from chronik.server.keys import keyring_for
-from tests.server.conftest import LiveServer
+from chronik.store import EventStore
+from tests.server.conftest import LiveServer, ServerFactory
 
 PROBLEM = "application/problem+json"
 
@@ -56,6 +57,37 @@ def test_a_resent_command_is_acknowledged_and_moves_no_money(http: httpx.Client)
     assert again.status_code == 200 and again.json()["already_done"] is True
     assert again.json()["account"]["balance_cents"] == 700
     assert open_account(http, "carol", "Carol").json()["already_done"] is True
+
+
+def test_a_command_id_reused_for_another_command_is_a_409_naming_both(
+    make_server: ServerFactory, store: EventStore
+) -> None:
+    """On every backend: the id's recorded command and the one sent, in the problem body; no money moves."""
+    with make_server(store=store).client() as http:
+        open_account(http, "hal", "Hal")
+        assert money(http, "hal", "deposits", 700, "dep-1").status_code == 200
+        for kind, cents in (("deposits", 999), ("withdrawals", 700)):
+            reused = money(http, "hal", kind, cents, "dep-1")
+            assert reused.status_code == 409 and reused.headers["content-type"] == PROBLEM
+            body = reused.json()
+            assert (body["error"], body["command_id"], body["stream"]) == (
+                "CommandIdReused",
+                "dep-1",
+                "account-hal",
+            )
+            assert body["recorded"]["kind"] == "deposit" and body["recorded"]["amount_cents"] == 700
+            assert body["sent"]["amount_cents"] == cents and "dep-1" in body["detail"]
+        assert http.get("/api/bank/accounts/hal").json()["balance_cents"] == 700
+        taken = http.post(
+            "/api/bank/accounts", json={"account_id": "hal", "owner": "Other", "command_id": "open-hal"}
+        )
+        assert taken.status_code == 409 and taken.json()["recorded"]["owner"] == "Hal"
+        open_account(http, "ivy", "Ivy")
+        transfer = {"transfer_id": "t-9", "source": "hal", "target": "ivy", "amount_cents": 10}
+        assert http.post("/api/bank/transfers", json=transfer).status_code == 200
+        other = http.post("/api/bank/transfers", json={**transfer, "amount_cents": 90})
+        assert other.status_code == 409 and other.json()["sent"]["amount_cents"] == 90
+        assert http.post("/api/bank/transfers", json=transfer).json()["already_done"] is True
 
 
 def test_domain_refusals_and_bad_input_are_problems(http: httpx.Client) -> None:
@@ -124,21 +156,17 @@ def test_transfers_are_initiated_then_moved_by_the_process_manager(
     open_account(http, "fay", "Fay")
     open_account(http, "gil", "Gil")
     money(http, "fay", "deposits", 3_000, "d-1")
-    sent = http.post(
-        "/api/bank/transfers",
-        json={
-            "transfer_id": "t-1",
-            "source": "fay",
-            "target": "gil",
-            "amount_cents": 1_200,
-            "reference": "lunch",
-        },
-    )
+    lunch = {
+        "transfer_id": "t-1",
+        "source": "fay",
+        "target": "gil",
+        "amount_cents": 1_200,
+        "reference": "lunch",
+    }
+    sent = http.post("/api/bank/transfers", json=lunch)
     assert sent.status_code == 200 and sent.json()["transfer"]["status"] == "initiated"
-    resent = http.post(
-        "/api/bank/transfers",
-        json={"transfer_id": "t-1", "source": "fay", "target": "gil", "amount_cents": 1_200},
-    )
+    # the very same request again (without the reference it would be another command: 409)
+    resent = http.post("/api/bank/transfers", json=lunch)
     assert resent.json()["already_done"] is True
     too_big = {"transfer_id": "t-2", "source": "gil", "target": "fay", "amount_cents": 99_999}
     assert http.post("/api/bank/transfers", json=too_big).status_code == 200

@@ -238,6 +238,14 @@ def _run(store: EventStore, clock: ManualClock, console: Console) -> None:
                 str(month.entries),
             )
         console.print(table)
+    if store.url.startswith("memory:"):
+        # another process cannot open this store: a `chronik state` hint would find nothing
+        console.print(
+            "this store lives in memory: it is gone when the demo ends. To inspect the accounts "
+            "afterwards (chronik state), run the demo on a file: --store sqlite:///bank-demo.db",
+            highlight=False,
+        )
+        return
     console.print(
         f"try it: chronik state account-{alice} --store {store.url}\n"
         f"        chronik state account-{alice} --occurred-as-of {five_years_ago.isoformat()} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chronik.errors import DomainError
 
 
@@ -54,3 +56,29 @@ class InvalidTransfer(BankError):
         self.transfer_id = transfer_id
         self.reason = reason
         super().__init__(f"transfer {transfer_id!r}: {reason}")
+
+
+class CommandIdReused(BankError):
+    """A command id already recorded for another command: refused, so the second one is not lost.
+
+    `recorded` and `sent` are the two commands' fingerprints (`{"kind": ..., field: value}`), so
+    a client (or the HTTP 409 body) can see what the id already stands for.
+    """
+
+    def __init__(
+        self, command_id: str, stream: str, recorded: Mapping[str, object], sent: Mapping[str, object]
+    ) -> None:
+        self.command_id = command_id
+        self.stream = stream
+        self.recorded = dict(recorded)
+        self.sent = dict(sent)
+        super().__init__(
+            f"command id {command_id!r} is already recorded in {stream!r} for {describe(recorded)}, "
+            f"not {describe(sent)}: a new command needs a new command id"
+        )
+
+
+def describe(command: Mapping[str, object]) -> str:
+    """A command's fingerprint on one line, `deposit(amount_cents=100)`: fields left empty are omitted."""
+    fields = ", ".join(f"{k}={v!r}" for k, v in command.items() if k != "kind" and v not in (None, ""))
+    return f"{command.get('kind', '?')}({fields})"

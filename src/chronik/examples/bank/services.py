@@ -15,7 +15,7 @@ refunded in the same unit of work that records `TransferCompensated`. Money is t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -24,7 +24,7 @@ from chronik.domain import Aggregate, AggregateNotFound, Repository, aggregates
 from chronik.domain.repository import register_events
 from chronik.errors import DuplicateEventId
 from chronik.events.envelope import NO_STREAM, RecordedEvent
-from chronik.examples.bank.errors import BankError
+from chronik.examples.bank.errors import BankError, CommandIdReused
 from chronik.examples.bank.model import Account, Transfer, command_event_id
 from chronik.groups import GroupConfig, GroupMember
 from chronik.store import EventStore, UnitOfWork
@@ -52,7 +52,9 @@ class Bank:
     """The bank's command side over one store. Amounts are whole cents; ids are caller-chosen strings.
 
     Every command takes a `command_id`: sending the same command again (a client that timed out and
-    retries) is acknowledged (`CommandResult.already_done`) and changes nothing. Business time
+    retries) is acknowledged (`CommandResult.already_done`) and changes nothing; sending another
+    command under a used id (another amount, kind or account of a transfer) is refused with
+    `CommandIdReused` and records nothing, so the second command is never silently dropped. Business time
     (`occurred_at`) defaults to the moment the store records the event; pass it to back-date an
     entry (a deposit made at a branch last March, entered today).
     """
@@ -78,6 +80,12 @@ class Bank:
             account_id,
             command_id,
             lambda a: a.open(command_id, owner, overdraft_limit_cents, occurred_at),
+            fingerprint(
+                "open_account",
+                owner=owner,
+                overdraft_limit_cents=overdraft_limit_cents,
+                occurred_at=occurred_at,
+            ),
             create=True,
         )
 
@@ -95,6 +103,9 @@ class Bank:
             account_id,
             command_id,
             lambda a: a.deposit(command_id, amount_cents, description, occurred_at),
+            fingerprint(
+                "deposit", amount_cents=amount_cents, description=description, occurred_at=occurred_at
+            ),
         )
 
     def withdraw(
@@ -111,21 +122,36 @@ class Bank:
             account_id,
             command_id,
             lambda a: a.withdraw(command_id, amount_cents, description, occurred_at),
+            fingerprint(
+                "withdraw", amount_cents=amount_cents, description=description, occurred_at=occurred_at
+            ),
         )
 
     def set_overdraft_limit(self, account_id: str, limit_cents: int, *, command_id: str) -> CommandResult:
         return self._run(
-            Account, account_id, command_id, lambda a: a.set_overdraft_limit(command_id, limit_cents)
+            Account,
+            account_id,
+            command_id,
+            lambda a: a.set_overdraft_limit(command_id, limit_cents),
+            fingerprint("set_overdraft_limit", limit_cents=limit_cents),
         )
 
     def freeze(self, account_id: str, *, command_id: str, reason: str = "") -> CommandResult:
-        return self._run(Account, account_id, command_id, lambda a: a.freeze(command_id, reason))
+        return self._run(
+            Account,
+            account_id,
+            command_id,
+            lambda a: a.freeze(command_id, reason),
+            fingerprint("freeze", reason=reason),
+        )
 
     def unfreeze(self, account_id: str, *, command_id: str) -> CommandResult:
-        return self._run(Account, account_id, command_id, lambda a: a.unfreeze(command_id))
+        return self._run(
+            Account, account_id, command_id, lambda a: a.unfreeze(command_id), fingerprint("unfreeze")
+        )
 
     def close(self, account_id: str, *, command_id: str) -> CommandResult:
-        return self._run(Account, account_id, command_id, lambda a: a.close(command_id))
+        return self._run(Account, account_id, command_id, lambda a: a.close(command_id), fingerprint("close"))
 
     # -- transfers -----------------------------------------------------------------------------
 
@@ -142,13 +168,23 @@ class Bank:
         """Record the customer's request; the process manager moves the money (`process_transfers`).
 
         The transfer id is the command id, and the correlation id of every event the transfer causes
-        in any stream (`store.read_correlated(transfer_id)` is its audit trail).
+        in any stream (`store.read_correlated(transfer_id)` is its audit trail). Sending it again
+        with the same accounts, amount and reference is acknowledged; with anything else it is
+        refused (`CommandIdReused`).
         """
         return self._run(
             Transfer,
             transfer_id,
             "initiate",
             lambda t: t.initiate(source, target, amount_cents, reference, occurred_at),
+            fingerprint(
+                "initiate_transfer",
+                source=source,
+                target=target,
+                amount_cents=amount_cents,
+                reference=reference,
+                occurred_at=occurred_at,
+            ),
             create=True,
             correlation_id=transfer_id,
         )
@@ -181,33 +217,105 @@ class Bank:
         id: str,
         command_id: str,
         decide: Callable[[A], None],
+        command: dict[str, object],
         *,
         create: bool = False,
         correlation_id: str | None = None,
     ) -> CommandResult:
+        """Run `decide` once per command id: a re-send is acknowledged, a different command refused.
+
+        The id of the command's first event is derived from `command_id` (`command_event_id`), so
+        "was this id used?" is one look-up. That alone cannot tell a re-send from another command
+        under the same id (a deposit of 999 after one of 100, a withdrawal after a deposit), and
+        acknowledging the latter would drop it silently. The recorded event's data does not tell
+        either: it lacks the caller's `occurred_at` (recorded as the recording time when none was
+        given), and a command may record nothing. So the command's own fields, its `fingerprint`,
+        ride in the metadata of the events it records (`metadata["command"]`), and a used id is
+        acknowledged only when the fingerprint sent equals the one recorded.
+        """
         stream = aggregate_class.stream_name(id)
         first_id = command_event_id(stream, command_id, 0)
 
         def done_before() -> CommandResult | None:
             found = self.store.find_events([first_id])
-            return CommandResult(stream, self.store.stream_version(stream), True) if found else None
+            if not found:
+                return None
+            version = found[0].stream_version
+            recorded = self.store.read_stream(found[0].stream, from_version=version, to_version=version)
+            if recorded and not _same_command(recorded[0], command):
+                raise CommandIdReused(command_id, stream, _recorded_command(recorded[0]), command)
+            return CommandResult(stream, self.store.stream_version(stream), True)
 
         if (earlier := done_before()) is not None:
             return earlier
-        metadata = {"actor": self.actor, "command_id": command_id}
+        metadata: dict[str, object] = {"actor": self.actor, "command_id": command_id, "command": command}
         if correlation_id is not None:
             metadata["correlation_id"] = correlation_id
 
         try:
-            aggregate, _ = self.repository.execute(
+            aggregate, appended = self.repository.execute(
                 aggregate_class, id, decide, metadata=metadata, create=create
             )
         except DuplicateEventId:
-            # A concurrent send of the same command won the race; ours is its retry.
+            # A concurrent send of the same command id won the race; ours is its retry, or refused.
             if (earlier := done_before()) is not None:
                 return earlier
             raise
+        # A concurrent send of this id appended the same event ids at the same place first, and the
+        # store acknowledged ours as its retry without looking at the data: compare here.
+        if appended.already_recorded and (earlier := done_before()) is not None:
+            return earlier
         return CommandResult(stream, aggregate.version)
+
+
+def fingerprint(kind: str, **fields: object) -> dict[str, object]:
+    """What a command is, as JSON: its kind and every field that changes what it records.
+
+    The account or transfer id is not among them: it is part of the event ids already, so the
+    same command id on another account is another command, never a reuse. Business times are
+    compared as instants (normalized to UTC), whatever zone the caller wrote them in.
+    """
+    return {
+        "kind": kind,
+        **{
+            name: (value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat())
+            if isinstance(value, datetime)
+            else value
+            for name, value in fields.items()
+        },
+    }
+
+
+LEGACY_KINDS: Final = {
+    "AccountOpened": "open_account",
+    "FundsDeposited": "deposit",
+    "FundsWithdrawn": "withdraw",
+    "OverdraftLimitSet": "set_overdraft_limit",
+    "AccountFrozen": "freeze",
+    "AccountUnfrozen": "unfreeze",
+    "AccountClosed": "close",
+    "TransferInitiated": "initiate_transfer",
+}
+"""The command behind each first event, for events recorded before fingerprints were kept."""
+
+
+def _recorded_command(event: RecordedEvent) -> dict[str, object]:
+    """The fingerprint of the command that recorded `event`.
+
+    Events recorded before fingerprints were kept have none: their command is read back from the
+    event's type and data (whose fields carry the commands' own names), all but `occurred_at`.
+    """
+    recorded = event.metadata.get("command")
+    if isinstance(recorded, dict):
+        return recorded
+    return {"kind": LEGACY_KINDS.get(event.type, event.type), **event.data}
+
+
+def _same_command(event: RecordedEvent, sent: Mapping[str, object]) -> bool:
+    recorded = _recorded_command(event)
+    if "command" in event.metadata:
+        return recorded == sent
+    return all(sent.get(name) == value for name, value in recorded.items())  # the fields it has
 
 
 # -- the process manager ------------------------------------------------------------------------

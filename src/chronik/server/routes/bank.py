@@ -2,7 +2,8 @@
 
 Every command goes through `chronik.examples.bank.Bank`, so the bank's rules hold here exactly as
 in Python: a command carries a `command_id`, and sending it again (a client that timed out and
-retries) is acknowledged with `already_done: true` and moves no money twice. A transfer is only
+retries) is acknowledged with `already_done: true` and moves no money twice, while another command
+under a used id is a 409 (`CommandIdReused`, with both commands in the body). A transfer is only
 *initiated* here; the transfer process manager (a consumer group, `bank-transfers`, run by
 `chronik serve --demo` or any process calling `Bank.process_transfers`) moves the money, so a
 transfer's status is read back from its own stream.
@@ -16,15 +17,16 @@ request, whether or not a projection runner is running).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from chronik.errors import AggregateNotFound
-from chronik.examples.bank import AccountBalances, Bank, CommandResult, Transfer, queries
+from chronik.examples.bank import AccountBalances, Bank, CommandIdReused, CommandResult, Transfer, queries
 from chronik.projections import Projection, catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
 from chronik.server.problems import Problem
@@ -87,7 +89,22 @@ def _bank(key_name: str, state: ServerState) -> Bank:
     return Bank(state.store, actor=key_name or "api")
 
 
-def _result(result: CommandResult) -> dict[str, Any]:
+def _command(run: Callable[[], CommandResult]) -> dict[str, Any]:
+    """Run a bank command; a reused command id is a conflict with what is recorded (409), not a
+    domain refusal of the command itself (422): the client must pick a new id, not other values."""
+    try:
+        result = run()
+    except CommandIdReused as reused:
+        raise Problem(
+            409,
+            "Command id reused",
+            str(reused),
+            error="CommandIdReused",
+            command_id=reused.command_id,
+            stream=reused.stream,
+            recorded=reused.recorded,
+            sent=reused.sent,
+        ) from reused
     out: dict[str, Any] = msgspec.to_builtins(result)
     return out
 
@@ -128,16 +145,21 @@ def list_accounts(
 
 @router.post("/accounts", summary="Open an account")
 def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    """422 (`AccountAlreadyOpened`) if another command took the id; the same command again is acknowledged."""
+    """422 (`AccountAlreadyOpened`) if another command took the id; the same command again is acknowledged.
+
+    409 (`CommandIdReused`) if the command id already opened it for another owner or limit.
+    """
     check_stream_access(key, f"account-{body.account_id}")
-    result = _bank(key.name, state).open_account(
-        body.account_id,
-        body.owner,
-        command_id=body.command_id,
-        overdraft_limit_cents=body.overdraft_limit_cents,
-        occurred_at=_utc(body.occurred_at),
+    result = _command(
+        lambda: _bank(key.name, state).open_account(
+            body.account_id,
+            body.owner,
+            command_id=body.command_id,
+            overdraft_limit_cents=body.overdraft_limit_cents,
+            occurred_at=_utc(body.occurred_at),
+        )
     )
-    return {**_result(result), "account": _balance(state, body.account_id)}
+    return {**result, "account": _balance(state, body.account_id)}
 
 
 @router.get("/accounts/{account_id}", summary="An account's balance, now or as of a moment")
@@ -166,29 +188,31 @@ def account_balance(
 
 @router.post("/accounts/{account_id}/deposits", summary="Deposit money")
 def deposit(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    check_stream_access(key, f"account-{account_id}")
-    result = _bank(key.name, state).deposit(
-        account_id,
-        body.amount_cents,
-        command_id=body.command_id,
-        description=body.description,
-        occurred_at=_utc(body.occurred_at),
-    )
-    return {**_result(result), "account": _balance(state, account_id)}
+    return _move_money("deposit", account_id, body, state, key)
 
 
 @router.post("/accounts/{account_id}/withdrawals", summary="Withdraw money")
 def withdraw(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """422 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
+    return _move_money("withdraw", account_id, body, state, key)
+
+
+def _move_money(
+    kind: Literal["deposit", "withdraw"], account_id: str, body: MoneyIn, state: ServerState, key: AppendKey
+) -> dict[str, Any]:
     check_stream_access(key, f"account-{account_id}")
-    result = _bank(key.name, state).withdraw(
-        account_id,
-        body.amount_cents,
-        command_id=body.command_id,
-        description=body.description,
-        occurred_at=_utc(body.occurred_at),
+    bank = _bank(key.name, state)
+    command = bank.deposit if kind == "deposit" else bank.withdraw
+    result = _command(
+        lambda: command(
+            account_id,
+            body.amount_cents,
+            command_id=body.command_id,
+            description=body.description,
+            occurred_at=_utc(body.occurred_at),
+        )
     )
-    return {**_result(result), "account": _balance(state, account_id)}
+    return {**result, "account": _balance(state, account_id)}
 
 
 @router.get("/accounts/{account_id}/statement", summary="A statement of a period, as known at a moment")
@@ -267,11 +291,13 @@ def initiate_transfer(body: TransferIn, state: StateDep, key: AppendKey) -> dict
     account is *rejected* there, not here: the rules are the accounts', checked when the money moves.
     """
     check_stream_access(key, f"transfer-{body.transfer_id}")
-    result = _bank(key.name, state).initiate_transfer(
-        body.transfer_id, body.source, body.target, body.amount_cents, reference=body.reference
+    result = _command(
+        lambda: _bank(key.name, state).initiate_transfer(
+            body.transfer_id, body.source, body.target, body.amount_cents, reference=body.reference
+        )
     )
     transfer = Bank(state.store).transfer_state(body.transfer_id)
-    return {**_result(result), "transfer": _transfer_out(transfer)}
+    return {**result, "transfer": _transfer_out(transfer)}
 
 
 @router.get("/transfers/{transfer_id}", summary="A transfer's status and its audit trail")
