@@ -139,6 +139,25 @@ def test_a_command_id_reused_for_another_command_is_refused_and_records_nothing(
     assert queries.check_ledger(store).ok
 
 
+def test_a_client_command_id_that_looks_like_a_transfer_step_never_takes_the_steps_id(
+    store: EventStore,
+) -> None:
+    """Review finding: `deposit(command_id="t1/debit")` took the id of transfer t1's debit step, so the
+    transfer was parked (the step's event id was already used by another event) and stayed initiated."""
+    bank = Bank(store)
+    open_two(bank)
+    bank.deposit("ann", 100, command_id="t1/debit")
+    bank.deposit("bob", 100, command_id="t2/credit")
+    assert bank.transfer("t1", "ann", "bob", 10).state.status == "completed"
+    assert bank.transfer("t2", "ann", "bob", 20).state.status == "completed"
+    assert bank.deposit("ann", 100, command_id="t1/debit").already_done  # the client's re-send, still its own
+    assert (bank.account("ann").state.balance_cents, bank.account("bob").state.balance_cents) == (
+        10_100 - 30,
+        100 + 30,
+    )
+    assert queries.check_ledger(store).ok
+
+
 def test_a_resent_business_time_is_the_same_instant_in_any_zone(store: EventStore) -> None:
     bank = Bank(store)
     open_two(bank)

@@ -42,11 +42,17 @@ from chronik.examples.bank.events import (
 )
 
 COMMAND_NAMESPACE: Final = uuid.UUID("5b0c8a4e-2f57-4e0b-9b55-6c1f3f7d2a10")
+# The transfer process manager's own steps (debit, credit, refund) derive their ids in a namespace
+# of their own: a client's command id can be any text, `t1/debit` included, and must never take the
+# id of a step, which would make the step look already done (or refused) when it is not.
+STEP_NAMESPACE: Final = uuid.uuid5(COMMAND_NAMESPACE, "transfer process manager steps")
 
 
-def command_event_id(stream: str, command_id: str, index: int = 0) -> uuid.UUID:
+def command_event_id(
+    stream: str, command_id: str, index: int = 0, *, namespace: uuid.UUID = COMMAND_NAMESPACE
+) -> uuid.UUID:
     """The id of the `index`-th event a command records in `stream`: the same on every retry."""
-    return uuid.uuid5(COMMAND_NAMESPACE, f"{stream}/{command_id}/{index}")
+    return uuid.uuid5(namespace, f"{stream}/{command_id}/{index}")
 
 
 def _check_amount(amount: object) -> int:
@@ -56,11 +62,16 @@ def _check_amount(amount: object) -> int:
 
 
 def emit(
-    aggregate: Aggregate[Any], command_id: str, event: object, occurred_at: datetime | None = None
+    aggregate: Aggregate[Any],
+    command_id: str,
+    event: object,
+    occurred_at: datetime | None = None,
+    *,
+    namespace: uuid.UUID = COMMAND_NAMESPACE,
 ) -> None:
     """Record `event` on `aggregate` with the id its command determines (see `command_event_id`)."""
     aggregate.apply(event)
-    event_id = command_event_id(aggregate.stream, command_id, len(aggregate.pending))
+    event_id = command_event_id(aggregate.stream, command_id, len(aggregate.pending), namespace=namespace)
     aggregate._pending.append(PendingEvent(event, occurred_at, event_id))
 
 
@@ -129,18 +140,29 @@ class Account(Aggregate[AccountState]):
     def debit_for_transfer(self, transfer_id: str, target: str, amount_cents: int) -> None:
         self._check_open("send money")
         self._check_funds(_check_amount(amount_cents))
-        emit(self, f"{transfer_id}/debit", TransferDebited(transfer_id, target, amount_cents))
+        emit(
+            self,
+            f"{transfer_id}/debit",
+            TransferDebited(transfer_id, target, amount_cents),
+            namespace=STEP_NAMESPACE,
+        )
 
     def credit_for_transfer(self, transfer_id: str, source: str, amount_cents: int) -> None:
         self._check_open("receive money")
         emit(
-            self, f"{transfer_id}/credit", TransferCredited(transfer_id, source, _check_amount(amount_cents))
+            self,
+            f"{transfer_id}/credit",
+            TransferCredited(transfer_id, source, _check_amount(amount_cents)),
+            namespace=STEP_NAMESPACE,
         )
 
     def refund_transfer(self, transfer_id: str, amount_cents: int, reason: str) -> None:
         """A compensation is never refused (whatever the account's status): refusing it would lose money."""
         emit(
-            self, f"{transfer_id}/refund", TransferRefunded(transfer_id, _check_amount(amount_cents), reason)
+            self,
+            f"{transfer_id}/refund",
+            TransferRefunded(transfer_id, _check_amount(amount_cents), reason),
+            namespace=STEP_NAMESPACE,
         )
 
     def _check_exists(self, action: str) -> None:
