@@ -17,7 +17,7 @@ from chronik.examples.cart.projections import CartsByStatus
 from chronik.projections import ScratchView, scratch_labels
 from chronik.store import EventStore, open_store
 from tests.conftest import StoreFactory
-from tests.raw_sql import execute_behind_the_store, log_positions
+from tests.raw_sql import execute_behind_the_store, log_positions, table_names
 
 pytestmark = pytest.mark.sql_stores
 
@@ -126,6 +126,33 @@ def test_run_once_catches_the_projections_up(store_url: str, head: int) -> None:
     assert f"caught up: carts_by_status at {head}" in result.output
     status = runner.invoke(projections_app, ["status", "-s", store_url])
     assert status_cells(status.output, "carts_by_status")[1:6] == ["v1", "code v1", "v1", str(head), "0"]
+
+
+def test_reconcile_refuses_a_projection_never_built_and_creates_nothing(
+    store: EventStore, store_url: str
+) -> None:
+    before = table_names(store)
+    result = runner.invoke(standalone_app(), ["reconcile", "carts_by_status", "-s", store_url])
+    assert result.exit_code == 1, result.output
+    assert (
+        "projection 'carts_by_status' has never been built in this store; run "
+        "`chronik projections run carts_by_status` or `rebuild` first"
+    ) in result.output
+    assert "Traceback" not in result.output and "match the log" not in result.output
+    assert table_names(store) == before  # no registry, no tables
+
+
+def test_run_needs_names_or_all(store: EventStore, store_url: str, head: int) -> None:
+    before = table_names(store)
+    bare = runner.invoke(projections_app, ["run", "--once", "-s", store_url])
+    assert bare.exit_code == 2, bare.output
+    assert "name the projections to run (registered: " in bare.output and "or pass --all" in bare.output
+    assert table_names(store) == before  # nothing built
+    both = runner.invoke(projections_app, ["run", "carts_by_status", "--all", "--once", "-s", store_url])
+    assert both.exit_code == 2 and "names or --all, not both" in both.output
+    every = runner.invoke(projections_app, ["run", "--all", "--once", "-s", store_url])
+    assert every.exit_code == 0, every.output
+    assert f"carts_by_status at {head}" in every.output and "product_prices at" in every.output
 
 
 def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,6 +42,7 @@ from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
+    ProjectionNotBuilt,
     ProjectionRunner,
     build_as_of,
     dialect_for,
@@ -86,7 +88,9 @@ def _out() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on stderr and the exit code. The message is escaped (a database's message may hold
+    `[...]`, which rich would take for markup) and never wrapped (scripts read the line whole)."""
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -269,9 +273,10 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
 
 @projections_app.command("run")
 def run_command(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Projections to run (default: all registered).")
-    ] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Projections to run (or --all).")] = None,
+    run_all: Annotated[
+        bool, typer.Option("--all", help="Run every registered projection (the bundled examples' too).")
+    ] = False,
     once: Annotated[
         bool, typer.Option("--once", help="Catch up to the current head, then exit (for cron and scripts).")
     ] = False,
@@ -282,9 +287,18 @@ def run_command(
     store_url: StoreOption = None,
     modules: ModuleOption = None,
 ) -> None:
-    """Keep async projections current (until Ctrl-C, or with --once until caught up)."""
+    """Keep async projections current (until Ctrl-C, or with --once until caught up).
+
+    Names are required (or `--all`): running every registered projection would build the bundled
+    examples' tables in whatever store the command was pointed at.
+    """
     with _store(store_url) as store:
         _load_modules(modules)
+        if names and run_all:
+            _fail("pass projection names or --all, not both")
+        if not names and not run_all:
+            known = ", ".join(registered_projections()) or "none are registered"
+            _fail(f"name the projections to run (registered: {known}), or pass --all to run every one")
         chosen = names or list(registered_projections())
         projections = [_projection(store, name, modules) for name in chosen]
         runner = ProjectionRunner(store, projections, batch_size=batch_size, rebuild_stale=rebuild_stale)
@@ -340,8 +354,13 @@ def reconcile_command(
     """Rebuild NAME from the log into scratch tables and compare with the live ones; exit 1 if rows differ."""
     with _store(store_url) as store:
         projection = _projection(store, name, modules)
-        with _progress(f"reconcile {name}") as progress:
-            report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
+        if projection.registry_row() is None:  # checked before the progress bar starts
+            _fail(str(ProjectionNotBuilt(name)), code=1)
+        try:
+            with _progress(f"reconcile {name}") as progress:
+                report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
+        except ProjectionNotBuilt as error:
+            _fail(str(error), code=1)
         console = _out()
         if report.ok:
             console.print(

@@ -35,6 +35,17 @@ class ProjectionTimeout(ProjectionError, TimeoutError):
         )
 
 
+class ProjectionNotBuilt(ProjectionError):
+    """The projection has no registry row in this store: nothing to compare, so nothing is created."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"projection {name!r} has never been built in this store; run `chronik projections run {name}` "
+            "or `rebuild` first"
+        )
+
+
 class ProjectionMoved(ProjectionError):
     """Someone else advanced or swapped this projection while we were working; retry from the registry."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from chronik.projections.dialect import Dialect, SQLConnection, check_identifier
-from chronik.projections.errors import ProjectionError, ProjectionMoved
+from chronik.projections.errors import ProjectionError, ProjectionMoved, ProjectionNotBuilt
 from chronik.projections.projection import Projection, ProjectionTx, live_slot
 
 Progress = Callable[[int, int], None]
@@ -347,9 +347,14 @@ def reconcile(
     The scratch set is built up to the live checkpoint in batches; the comparison then runs in a
     unit of work (holding the write lock) that first brings the scratch set to the checkpoint as it
     is at that moment, so both sides cover exactly the same events. The scratch set is dropped.
+
+    A projection this store has never built is refused (`ProjectionNotBuilt`), not registered:
+    reconciling is a check, and a check that creates what it checks always passes.
     """
     store, dialect, name = projection.store, projection.dialect, projection.name
-    row = projection.ensure()
+    row = projection.registry_row()
+    if row is None:
+        raise ProjectionNotBuilt(name)
     if row.code_version != projection.version:
         raise ProjectionError(
             f"the live tables of {name!r} were built by code version {row.code_version}, and this is "
