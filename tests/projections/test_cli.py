@@ -174,8 +174,21 @@ def test_reconcile_prints_the_corrupted_row_and_exits_1(store: EventStore, store
     assert execute_behind_the_store(store, corrupt) == 1
     result = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
     assert result.exit_code == 1, result.output
-    assert "1 row(s) differ" in result.output
+    assert "1 difference(s) between the live tables" in result.output
     assert "carts [cart_id='1'] differs: items: live 99 != rebuilt 10" in result.output
+
+
+def test_reconcile_and_status_report_a_live_table_dropped_by_hand(store: EventStore, store_url: str) -> None:
+    app = standalone_app()
+    assert runner.invoke(app, ["projections", "rebuild", "carts_by_status", "-s", store_url]).exit_code == 0
+    execute_behind_the_store(store, "DROP TABLE carts_by_status__cart_items__v2")
+    result = runner.invoke(app, ["reconcile", "carts_by_status", "-s", store_url])
+    assert result.exit_code == 1, result.output
+    assert "live table carts_by_status__cart_items__v2 (cart_items) is missing" in result.output
+    assert "Traceback" not in result.output
+    status = runner.invoke(app, ["projections", "status", "-s", store_url])
+    assert status.exit_code == 0, status.output
+    assert "v2 (missing: cart_items; rebuild)" in status_cells(status.output, "carts_by_status")[1]
 
 
 def test_trace_verify_and_seal(store: EventStore, store_url: str) -> None:

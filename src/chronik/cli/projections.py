@@ -55,6 +55,7 @@ from chronik.projections import (
 from chronik.projections import (
     reconcile as reconcile_projection,
 )
+from chronik.projections.projection import live_slot, table_names
 from chronik.store import EventStore, default_store_url, open_store
 
 BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
@@ -242,6 +243,7 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
             head = dialect.head_position(connection)
             # Lag in events after the checkpoint (positions are sparse on PostgreSQL).
             lag = {name: dialect.count_events(connection, row.position, head) for name, row in rows.items()}
+            present = {name: set(dialect.tables_with_prefix(connection, f"{name}__")) for name in rows}
         code = registered_projections()
         scratch = {name: scratch_labels(cls(store)) for name, cls in code.items() if name in rows}
         table = Table(title=f"projections (log head {head})")
@@ -258,9 +260,13 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
             building = (
                 "" if row.building_version is None else f"v{row.building_version} at {row.building_position}"
             )
+            live = f"v{row.live_version}"
+            missing = _missing_live_tables(row.live_version, cls, present[name])
+            if missing:
+                live += f" [red](missing: {', '.join(missing)}; rebuild)[/]"
             table.add_row(
                 name,
-                f"v{row.live_version}",
+                live,
                 f"code v{row.code_version}",
                 code_text,
                 str(row.position),
@@ -269,6 +275,19 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
                 ", ".join(scratch.get(name, [])),
             )
         Console(width=160).print(table)
+
+
+def _missing_live_tables(live_version: int, cls: type[Projection] | None, present: set[str]) -> list[str]:
+    """The live set's tables that are not in the database (dropped by hand): a cheap catalog check,
+    so `status` shows what `reconcile` would report. Without the code, any table of the set will do."""
+    slot = live_slot(live_version)
+    if cls is None:
+        return [] if any(table.endswith(f"__{slot}") for table in present) else ["all"]
+    return [
+        table
+        for table, physical in table_names(cls.name, cls.tables, slot).items()
+        if physical not in present
+    ]
 
 
 @projections_app.command("run")
@@ -368,7 +387,7 @@ def reconcile_command(
             )
             return
         console.print(
-            f"[bold red]{name}: {len(report.differences)} row(s) differ[/] between the live tables "
+            f"[bold red]{name}: {len(report.differences)} difference(s)[/] between the live tables "
             f"(v{report.live_version}) and a rebuild from the log up to position {report.position}:",
             highlight=False,
         )

@@ -305,15 +305,23 @@ def drop_scratch(projection: Projection, slot: str) -> None:
 
 
 class RowDifference(msgspec.Struct, frozen=True):
-    """One row that differs between the live tables and a fresh rebuild from the log."""
+    """One row that differs between the live tables and a fresh rebuild from the log.
+
+    Or a whole live table that is gone (kind "table missing", `physical` its name, no key): someone
+    dropped it by hand; its rows cannot be compared, and a rebuild recreates it.
+    """
 
     table: str  # the logical table name
-    kind: str  # "changed", "missing" (in the rebuild, not live) or "unexpected" (live, not in the rebuild)
+    kind: str  # "changed", "missing" (in the rebuild, not live), "unexpected" (live, not in the rebuild),
+    # or "table missing" (the live table itself does not exist)
     key: dict[str, Any]  # the primary key (every column when the table has none)
     live: dict[str, Any] | None
     rebuilt: dict[str, Any] | None
+    physical: str = ""  # the live table's name in the database ("table missing" only)
 
     def describe(self) -> str:
+        if self.kind == "table missing":
+            return f"live table {self.physical} ({self.table}) is missing"
         key = ", ".join(f"{column}={value!r}" for column, value in self.key.items())
         if self.kind == "changed":
             assert self.live is not None and self.rebuilt is not None
@@ -387,6 +395,8 @@ def _compare(
     dialect: Dialect, connection: SQLConnection, table: str, live: str, rebuilt: str
 ) -> list[RowDifference]:
     columns = dialect.columns(connection, live)
+    if not columns:  # the catalog knows no such table: it was dropped behind chronik's back
+        return [RowDifference(table, "table missing", {}, None, None, physical=live)]
     names = [column for column, _ in columns]
     key_columns = [column for column, pk in sorted(columns, key=lambda item: item[1]) if pk] or names
     listed = ", ".join(f'"{column}"' for column in names)  # names come from the database's own catalog
