@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from chronik.examples.cart.projections import CartsByStatus
 from chronik.projections import ScratchView, scratch_labels
 from chronik.store import EventStore, open_store
 from tests.conftest import StoreFactory
+from tests.projections.sample_projections import BREAK_CHECKOUTS
 from tests.raw_sql import execute_behind_the_store, log_positions, table_names
 
 pytestmark = pytest.mark.sql_stores
@@ -226,13 +228,15 @@ def test_verify_in_a_real_process_names_the_deleted_event(store: EventStore, sto
     assert "Traceback" not in done.stderr
 
 
-def run_cli(*args: str, store_url: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, store_url: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parents[2]  # so `tests.projections.sample_projections` imports
     return subprocess.run(
         [sys.executable, "-m", "chronik.cli.projections", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "CHRONIK_STORE": store_url},
+        env={**os.environ, "CHRONIK_STORE": store_url, **(env or {})},
         cwd=root,
         timeout=60,
     )
@@ -278,3 +282,72 @@ def test_run_keeps_a_projection_current_in_a_real_process_until_interrupted(stor
         stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "running carts_by_status" in stdout and "Traceback" not in stderr
+
+
+SAMPLES = "tests.projections.sample_projections"
+BREAK = {BREAK_CHECKOUTS: "1"}
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def test_a_failing_handler_stops_a_rebuild_with_one_line_and_the_rebuild_resumes(
+    store: EventStore, store_url: str, head: int
+) -> None:
+    positions = log_positions(store)
+    cart_0_checkout = f"on event CheckedOut (stream 'cart-0', version 10, global position {head})"
+    args = ("projections", "rebuild", "checkout_ledger", "-m", SAMPLES, "--batch-size", "2")
+    failed = run_cli(*args, store_url=store_url, env=BREAK)
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    [line] = error_lines(failed.stderr)
+    assert f"projection 'checkout_ledger' failed {cart_0_checkout}: " in line
+    assert re.search(r"(?i)not.null", line)  # the database's own message
+    assert f"table set v2 is kept up to position {positions[29]}" in line
+    status = runner.invoke(projections_app, ["status", "-m", SAMPLES, "-s", store_url])
+    assert status_cells(status.output, "checkout_ledger")[6] == f"v2 at {positions[29]}"  # "rebuilding"
+    resumed = run_cli(*args, store_url=store_url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"version 2 is live at position {head} (resumed); 1 events applied" in resumed.stdout
+
+
+def test_a_failing_handler_in_reconcile_as_of_and_run_is_one_line_and_leaves_nothing(
+    store: EventStore, store_url: str, head: int
+) -> None:
+    app = standalone_app()
+    built = runner.invoke(
+        app, ["projections", "run", "checkout_ledger", "--once", "-m", SAMPLES, "-s", store_url]
+    )
+    assert built.exit_code == 0, built.output
+    tables = table_names(store)
+    checkout = f"global position {head})"
+    for args, note in (
+        (["reconcile", "checkout_ledger"], "the scratch tables were dropped"),
+        (
+            ["projections", "rebuild", "checkout_ledger", "--as-of", str(head)],
+            "the scratch tables were dropped",
+        ),
+    ):
+        result = runner.invoke(app, [*args, "-m", SAMPLES, "-s", store_url], env=BREAK)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        [line] = error_lines(result.output)
+        assert checkout in line and note in line
+        assert table_names(store) == tables  # no scratch set left behind
+    later = store.append("cart-1", [NewEvent(type="CheckedOut", data={})]).last_position
+    result = runner.invoke(
+        app, ["projections", "run", "checkout_ledger", "--once", "-m", SAMPLES, "-s", store_url], env=BREAK
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    [line] = error_lines(result.output)
+    assert f"global position {later})" in line
+    assert f"the batch was rolled back: the live tables stay at position {head}" in line
+
+
+def test_a_module_failing_on_import_is_one_line_naming_it(store_url: str) -> None:
+    done = run_cli("projections", "status", "-m", "tests.projections.broken_module", store_url=store_url)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert error_lines(done.stderr) == [
+        "error: cannot import projection module 'tests.projections.broken_module': "
+        "RuntimeError: the settings file is missing"
+    ]

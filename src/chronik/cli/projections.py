@@ -42,6 +42,7 @@ from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
+    ProjectionHandlerFailed,
     ProjectionNotBuilt,
     ProjectionRunner,
     build_as_of,
@@ -55,6 +56,7 @@ from chronik.projections import (
 from chronik.projections import (
     reconcile as reconcile_projection,
 )
+from chronik.projections.errors import describe_cause
 from chronik.projections.projection import live_slot, table_names
 from chronik.store import EventStore, default_store_url, open_store
 
@@ -110,6 +112,8 @@ def _store(url: str | None) -> Iterator[EventStore]:
         _fail(str(error))
     try:
         yield store
+    except ProjectionHandlerFailed as error:  # the data or a handler: the answer is "no", not a usage error
+        _fail(str(error), code=1)
     except ChronikError as error:
         _fail(str(error))
     finally:
@@ -126,6 +130,8 @@ def _load_modules(modules: list[str] | None) -> None:
             if name in BUILTIN_MODULES:
                 continue  # the example is optional
             _fail(f"cannot import projection module {name!r}: {error}")
+        except Exception as error:  # the module itself fails (a bad declaration, a bug at import)
+            _fail(f"cannot import projection module {name!r}: {describe_cause(error)}")
 
 
 def _projection(store: EventStore, name: str, modules: list[str] | None) -> Projection:
@@ -332,7 +338,9 @@ def run_command(
             while True:
                 time.sleep(1.0)
                 if runner.last_error is not None:
-                    Console(stderr=True).print(f"[yellow]last error:[/] {runner.last_error}", highlight=False)
+                    Console(stderr=True, soft_wrap=True).print(
+                        f"[yellow]last error:[/] {escape(str(runner.last_error))}", highlight=False
+                    )
                     runner.last_error = None
         except KeyboardInterrupt:
             pass

@@ -11,6 +11,7 @@ from chronik.projections.engine import BatchResult, ProjectionRunner, attach_inl
 from chronik.projections.errors import (
     InvalidProjection,
     ProjectionError,
+    ProjectionHandlerFailed,
     ProjectionMoved,
     ProjectionNotBuilt,
     ProjectionNotFound,
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidProjection",
     "Projection",
     "ProjectionError",
+    "ProjectionHandlerFailed",
     "ProjectionMoved",
     "ProjectionNotBuilt",
     "ProjectionNotFound",

@@ -18,7 +18,12 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from chronik.events.envelope import RecordedEvent
-from chronik.projections.errors import InvalidProjection, ProjectionError, ProjectionMoved
+from chronik.projections.errors import (
+    InvalidProjection,
+    ProjectionError,
+    ProjectionHandlerFailed,
+    ProjectionMoved,
+)
 from chronik.projections.projection import Projection, SideEffect, live_slot
 from chronik.store.contract import EventStore, UnitOfWork
 
@@ -137,6 +142,11 @@ def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
             )
     except ProjectionMoved:
         return BatchResult(0, row.position, head)
+    except ProjectionHandlerFailed as failed:
+        raise failed.with_note(
+            f"the batch was rolled back: the live tables stay at position {row.position} until the "
+            "handler or the data is fixed"
+        ) from failed.error
     for effect, event in effects:
         try:
             effect(projection, event)
@@ -285,7 +295,10 @@ class ProjectionRunner:
                 self._wait()
             except Exception as error:  # keep serving; the error is logged and kept for callers
                 self.last_error = error
-                log.exception("projection runner round failed; retrying")
+                if isinstance(error, ProjectionError):  # it names what failed: no traceback needed
+                    log.error("projection runner round failed; retrying: %s", error)
+                else:
+                    log.exception("projection runner round failed; retrying")
                 self._stop.wait(min(1.0, self.poll_interval * 10))
 
     def _wait(self) -> None:

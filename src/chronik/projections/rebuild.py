@@ -24,7 +24,12 @@ from typing import Any
 import msgspec
 
 from chronik.projections.dialect import Dialect, SQLConnection, check_identifier
-from chronik.projections.errors import ProjectionError, ProjectionMoved, ProjectionNotBuilt
+from chronik.projections.errors import (
+    ProjectionError,
+    ProjectionHandlerFailed,
+    ProjectionMoved,
+    ProjectionNotBuilt,
+)
 from chronik.projections.projection import Projection, ProjectionTx, live_slot
 
 Progress = Callable[[int, int], None]
@@ -102,7 +107,23 @@ def rebuild(
     """Rebuild the projection from the log into a new table set and swap it in when caught up.
 
     Resumes an interrupted rebuild by the same code version; starts over if the code changed.
+    A handler failure (`ProjectionHandlerFailed`) rolls back only its batch: the new set is kept
+    with every batch before it (`projections status` shows it under "rebuilding"), so fixing the
+    data or the handler and running the rebuild again resumes from there.
     """
+    try:
+        return _rebuild(projection, batch_size=batch_size, progress=progress)
+    except ProjectionHandlerFailed as failed:
+        row = projection.registry_row()
+        if row is None or row.building_version is None:
+            raise
+        raise failed.with_note(
+            f"the rebuild stopped; table set v{row.building_version} is kept up to position "
+            f"{row.building_position} and the next rebuild by this code version resumes it"
+        ) from failed.error
+
+
+def _rebuild(projection: Projection, *, batch_size: int, progress: Progress | None) -> RebuildResult:
     store, dialect, name = projection.store, projection.dialect, projection.name
     projection.ensure()
     with store.transaction() as uow:
@@ -230,6 +251,24 @@ def build_scratch(
     projection.ensure()
     with store.transaction() as uow:
         projection.create_tables(dialect.write_connection(uow), slot)
+    try:
+        return _replay_into_scratch(projection, slot, to_position, recorded_until, batch_size, progress)
+    except BaseException as error:
+        drop_scratch(projection, slot)  # a half-built scratch set answers nothing correctly
+        if isinstance(error, ProjectionHandlerFailed):
+            raise error.with_note("the scratch tables were dropped") from error.error
+        raise
+
+
+def _replay_into_scratch(
+    projection: Projection,
+    slot: str,
+    to_position: int | None,
+    recorded_until: datetime | None,
+    batch_size: int,
+    progress: Progress | None,
+) -> ScratchView:
+    store, dialect = projection.store, projection.dialect
     head = store.head_position()
     limit = head if to_position is None else min(to_position, head)
     event_types = projection.event_types()
