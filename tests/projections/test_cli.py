@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from chronik import NewEvent
-from chronik.cli.projections import projections_app, standalone_app
+from chronik.cli.projections import _progress, projections_app, standalone_app
 from chronik.examples.cart.projections import CartsByStatus
-from chronik.projections import ScratchView, scratch_labels
+from chronik.projections import ScratchView, rebuild, scratch_labels
 from chronik.store import EventStore, open_store
 from tests.conftest import StoreFactory
+from tests.projections.conftest import Counts, append_deposits
 from tests.projections.sample_projections import BREAK_CHECKOUTS
 from tests.raw_sql import execute_behind_the_store, log_positions, table_names
 
@@ -249,6 +254,7 @@ def test_a_user_projection_is_found_by_name_in_a_real_process(store_url: str, he
     assert f"event_type_counts: version 2 is live at position {head}" in rebuilt.stdout
     # The progress bar on stderr counts the 31 events (not positions: sparse on PostgreSQL), with a rate.
     assert "31/31" in rebuilt.stderr and "ev/s" in rebuilt.stderr
+    assert re.search(r"eta \d+:\d\d:\d\d", rebuilt.stderr)  # an ETA, not "-:--:--"
     status = run_cli("projections", "status", "-m", module, store_url=store_url)
     assert status.returncode == 0 and "event_type_counts" in status.stdout
     reconciled = run_cli("reconcile", "event_type_counts", "-m", module, store_url=store_url)
@@ -351,3 +357,67 @@ def test_a_module_failing_on_import_is_one_line_naming_it(store_url: str) -> Non
         "error: cannot import projection module 'tests.projections.broken_module': "
         "RuntimeError: the settings file is missing"
     ]
+
+
+def test_a_resumed_rebuild_rates_only_this_runs_events_and_shows_an_eta(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    append_deposits(store, streams=5, per_stream=20)  # 100 events
+    counts = Counts(store)
+    counts.ensure()
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt_at_60(done: int, total: int) -> None:
+        if done >= 60:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        rebuild(counts, batch_size=10, progress=interrupt_at_60)
+    lines: list[tuple[int, float, str]] = []  # (events done this run, seconds since the first report, bar)
+    first_report: float | None = None
+    with _progress("rebuild counts", Console(file=io.StringIO())) as bar:
+
+        def report(done: int, total: int) -> None:
+            nonlocal first_report
+            bar(done, total)
+            if first_report is None:  # the resumed run's first report: 60 events already done
+                first_report = time.monotonic()  # the bar's clock started just before this
+            else:
+                lines.append((done - 60, time.monotonic() - first_report, bar.line()))
+            time.sleep(0.05)  # a slow batch: this run's true rate is at most 5 events / 0.05 s
+
+        result = rebuild(counts, batch_size=5, progress=report)
+    assert result.resumed and result.events_applied == 40
+    this_run, seconds, line = lines[0]  # after the first batch of the resumed run
+    assert this_run == 5 and "65/100" in line
+    shown = re.search(r"([\d,]+) ev/s", line)
+    assert shown is not None
+    # At most this run's events over at least this run's time; counting the 60 events done before
+    # the interruption would show 13 times that.
+    assert int(shown.group(1).replace(",", "")) <= this_run / seconds * 1.05, line
+    assert re.search(r"eta \d+:\d\d:\d\d", line) and "-:--:--" not in line, line  # an ETA from batch 1
+
+
+def test_as_of_past_the_head_is_built_to_the_head_and_labelled_by_it(
+    store: EventStore, store_url: str, head: int
+) -> None:
+    app = standalone_app()
+    beyond = head + 1000
+    result = runner.invoke(
+        app, ["projections", "rebuild", "carts_by_status", "--as-of", str(beyond), "-s", store_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"as of {beyond}, past the log's head: built up to the head (log position {head})" in result.output
+    assert f"carts_by_status__carts__scratch_asof_p{head}" in result.output
+    assert scratch_labels(CartsByStatus(store)) == [f"asof_p{head}"]
+
+
+def test_as_of_a_time_before_the_first_event_shows_0_of_0(store: EventStore, store_url: str) -> None:
+    before = (store.read_all()[0].recorded_at - timedelta(days=1)).isoformat()
+    result = runner.invoke(
+        standalone_app(), ["projections", "rebuild", "carts_by_status", "--as-of", before, "-s", store_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(log position 0)" in result.output
+    assert "0/0" in result.stderr and "0/1" not in result.stderr

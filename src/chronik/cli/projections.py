@@ -9,11 +9,13 @@ with one line saying why, never a traceback.
 from __future__ import annotations
 
 import importlib
+import io
+import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final, NoReturn
 from urllib.parse import urlsplit
@@ -27,9 +29,9 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -142,22 +144,70 @@ def _projection(store: EventStore, name: str, modules: list[str] | None) -> Proj
         _fail(str(error))
 
 
+def _run_rate(task: Task) -> float | None:
+    """Events per second in this run: events done since the bar's first report over the time since.
+
+    A resumed rebuild starts with the events done before the interruption already counted (the
+    bar shows 8600/29999); counting them as this run's work gave absurd rates (24 million ev/s) and
+    ETAs, so the first report's count is kept (`run_start`) and left out.
+    """
+    elapsed = task.finished_time if task.finished_time is not None else task.elapsed
+    done = task.completed - int(task.fields.get("run_start", 0))
+    if not elapsed or done <= 0:
+        return None
+    return done / elapsed
+
+
 class RateColumn(ProgressColumn):
-    """Events per second, from rich's own speed estimate."""
+    """Events per second in this run (see `_run_rate`)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None and task.elapsed and task.completed:  # too few updates for rich's estimate
-            speed = task.completed / task.elapsed
-        return Text("" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
+        rate = _run_rate(task)
+        return Text("" if rate is None else f"{rate:,.0f} ev/s", style="progress.data.speed")
+
+
+class EtaColumn(ProgressColumn):
+    """Time left at this run's rate: shown from the first batch on (rich's own estimate waits for
+    several updates, so a rebuild of a few batches never showed one)."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished or (task.total is not None and task.completed >= task.total):
+            return Text("eta 0:00:00", style="progress.remaining")
+        rate = _run_rate(task)
+        if rate is None or task.total is None:
+            return Text("eta -:--:--", style="progress.remaining")
+        seconds = math.ceil((task.total - task.completed) / rate)
+        return Text(f"eta {timedelta(seconds=seconds)}", style="progress.remaining")
+
+
+class _Bar:
+    """The `progress(done, total)` callback of a rich bar; `line()` is what the bar shows now."""
+
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self._bar = bar
+        self._task = task
+        self._started = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._started:
+            # The first report, before any batch: the clock starts here, and `done` (a resumed
+            # rebuild's earlier work) is kept out of the rate and the ETA.
+            self._started = True
+            self._bar.reset(self._task, completed=done, total=total, run_start=done)
+            return
+        self._bar.update(self._task, completed=done, total=total)
+
+    def line(self) -> str:
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(self._bar.make_tasks_table([self._bar.tasks[self._task]]))
+        return console.export_text().strip()
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+def _progress(description: str, console: Console | None = None) -> Iterator[_Bar]:
     """A rich progress bar over events (done of total), with rate and ETA; yields the `progress` callback.
 
-    The callers count events, not log positions (sparse on PostgreSQL). The first report resets the
-    bar's clock, so a resumed rebuild's earlier work does not inflate the rate.
+    The callers count events, not log positions (sparse on PostgreSQL). Nothing to do shows 0/0.
     """
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -165,22 +215,10 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        EtaColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(description, total=None)
-        started = False
-
-        def update(done: int, total: int) -> None:
-            nonlocal started
-            if not started:
-                started = True
-                bar.reset(task, completed=done, total=max(total, 1))
-                return
-            bar.update(task, completed=done, total=max(total, 1))
-
-        yield update
+    with Progress(*columns, console=console or Console(stderr=True), transient=False) as bar:
+        yield _Bar(bar, bar.add_task(description, total=None))
 
 
 def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
@@ -224,6 +262,8 @@ def rebuild_command(
                 )
             tables = ", ".join(view.tables.values())
             label = view.slot.removeprefix("scratch_")
+            if position is not None and view.position < position:  # accepted, and said so
+                as_of = f"{as_of}, past the log's head: built up to the head"
             console.print(
                 f"built {name} as of {as_of} (log position {view.position}) into: {tables}\n"
                 f"query them there; drop them with: chronik projections drop-scratch {name} {label}"

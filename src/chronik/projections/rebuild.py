@@ -307,9 +307,16 @@ def build_as_of(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
 ) -> ScratchView:
-    """The time machine: the projection as it was at a log position or a moment, in scratch tables."""
+    """The time machine: the projection as it was at a log position or a moment, in scratch tables.
+
+    A position past the log's head is accepted and means the head: the scratch set is labelled by
+    the head it was built to (`asof_p<head>`, `view.position`), never by a position that no
+    event has reached, so the label always says what the tables hold.
+    """
     if position is None and at is None:
         raise ProjectionError("build_as_of needs a position or a time")
+    if position is not None:
+        position = min(position, projection.store.head_position())
     return build_scratch(
         projection,
         label or as_of_label(position, at),
