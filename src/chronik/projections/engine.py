@@ -41,8 +41,9 @@ def attach_inline(projection: Projection) -> Callable[[], None]:
     the append fails. Side effects are refused here: an inline handler runs before the append
     commits, and an e-mail cannot be rolled back with it; run such projections async.
 
-    Every process that appends must attach the inline projection. If one does not, the next
-    hooked append first applies the events it missed (read back from the log, same transaction).
+    Every process that appends must attach the inline projection. On SQLite, if one does not, the
+    next hooked append first applies the events it missed (read back from the log, same
+    transaction); on PostgreSQL a hooked append applies only its own events (see postgres.py).
     """
     if projection.has_side_effects():
         raise InvalidProjection(
