@@ -186,9 +186,16 @@ class ProjectionRunner:
     """Keeps async projections current: a small, self-contained polling loop on one thread.
 
     Each round runs one batch per projection. When no projection advanced, it waits for new
-    events: through `store.wait_for_events(after, timeout)` when the backend offers it, else by
-    polling `head_position()`. (The subscriptions package will offer the general version; this
-    runner is small on purpose so a projection can move onto it.)
+    events: through `store.wait_for_events(after, timeout)` when the backend offers it (PostgreSQL's
+    LISTEN/NOTIFY), else by sleeping one poll interval (stop-aware) before the next round.
+
+    Why its own loop rather than a `CatchUpSubscription` or a consumer group: a projection's
+    checkpoint is its registry row, which also names the live table set and the code version that
+    built it. The compare-and-set that moves it (`Dialect.advance`) is what fences a batch against
+    a second runner, an inline hook and a rebuild's swap; a subscription's checkpoint
+    (`subscription:<name>`) knows no table sets, and a group's checkpoints are per partition, so
+    neither can say "every event up to P is in set vN" (what `wait_until`, `status`'s lag,
+    `reconcile` and the swap rely on). docs/PROJECTIONS.md, "Subscriptions and consumer groups".
     """
 
     def __init__(
