@@ -421,3 +421,37 @@ def test_as_of_a_time_before_the_first_event_shows_0_of_0(store: EventStore, sto
     assert result.exit_code == 0, result.output
     assert "(log position 0)" in result.output
     assert "0/0" in result.stderr and "0/1" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_run_reports_a_failing_handler_in_one_line_and_keeps_running(
+    store: EventStore, store_url: str
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chronik.cli.projections",
+            "projections",
+            "run",
+            "checkout_ledger",
+            "-m",
+            SAMPLES,
+        ],
+        env={**os.environ, "CHRONIK_STORE": store_url, **BREAK},
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the first batch fails on the checkout; the runner retries
+        assert process.poll() is None  # still running: a poison event holds the projection back
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "on event CheckedOut (stream 'cart-0', version 10" in stderr
+    assert "the batch was rolled back: the live tables stay at position 0" in stderr

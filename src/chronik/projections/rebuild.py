@@ -432,6 +432,8 @@ def reconcile(
             differences: list[RowDifference] = []
             for table in projection.tables:
                 differences.extend(_compare(dialect, connection, table, live[table], view.tables[table]))
+    except ProjectionHandlerFailed as failed:
+        raise failed.with_note("the scratch tables were dropped") from failed.error
     finally:
         view.drop()
     return ReconcileReport(name, current.live_version, current.position, differences)
