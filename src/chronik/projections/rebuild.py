@@ -13,6 +13,7 @@ Nothing here runs side effects: a replay re-derives tables, it does not re-live 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,8 @@ from chronik.projections.errors import (
     ProjectionNotBuilt,
 )
 from chronik.projections.projection import Projection, ProjectionTx, live_slot
+
+log = logging.getLogger("chronik.projections")
 
 Progress = Callable[[int, int], None]
 """`progress(events_done, events_total)`: called after each committed batch.
@@ -254,7 +257,10 @@ def build_scratch(
     try:
         return _replay_into_scratch(projection, slot, to_position, recorded_until, batch_size, progress)
     except BaseException as error:
-        drop_scratch(projection, slot)  # a half-built scratch set answers nothing correctly
+        try:
+            drop_scratch(projection, slot)  # a half-built scratch set answers nothing correctly
+        except Exception:  # the store went away too: keep the original error, say what is left
+            log.warning("could not drop the half-built scratch set %s of %s", slot, projection.name)
         if isinstance(error, ProjectionHandlerFailed):
             raise error.with_note("the scratch tables were dropped") from error.error
         raise
