@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from chronik.projections import (
     InvalidProjection,
     Projection,
     ProjectionError,
+    ProjectionHandlerFailed,
     ProjectionRunner,
     ProjectionTimeout,
     ProjectionTx,
@@ -44,8 +46,9 @@ def test_inline_projection_is_current_when_the_append_returns(sql_store: EventSt
 def test_inline_failure_rolls_the_append_back(sql_store: EventStore) -> None:
     counts = Counts(sql_store)
     counts.attach_inline()
-    with pytest.raises(ValueError):
+    with pytest.raises(ProjectionHandlerFailed, match="on event Deposited") as raised:
         sql_store.append("acct-1", [NewEvent(type="Deposited", data={"amount": "not a number"})])
+    assert isinstance(raised.value.__cause__, ValueError)  # the handler's own error, chained
     assert sql_store.head_position() == 0
     assert counts.rows() == {} and counts.position() == 0
 
@@ -339,3 +342,24 @@ def test_a_failing_statement_in_a_batch_rolls_the_whole_batch_back(sql_store: Ev
         sql_store.append("acct-1", [deposit(2), NewEvent(type="Deposited", data={"amount": None})])
     assert sql_store.head_position() == before
     assert amounts.query("SELECT amount FROM {deposits}") == [(1,)]
+
+
+def test_a_failing_handler_names_its_event_even_where_the_batch_is_sent_as_a_whole(
+    sql_store: EventStore,
+) -> None:
+    """PostgreSQL reports a pipelined batch's failure at its end; the event is found by running the
+    batch again one statement at a time (after going back to the batch's savepoint)."""
+    amounts = Amounts(sql_store)
+    amounts.ensure()
+    sql_store.append("acct-1", [deposit(1), deposit(2)])
+    bad = sql_store.append("acct-2", [NewEvent(type="Deposited", data={"amount": None})]).last_position
+    sql_store.append("acct-3", [deposit(3)])
+    with pytest.raises(ProjectionHandlerFailed) as raised:
+        run_batch(amounts)
+    failure = raised.value
+    assert failure.event is not None and failure.event.global_position == bad
+    assert f"on event Deposited (stream 'acct-2', version 0, global position {bad})" in str(failure)
+    assert re.search(r"(?i)not.null", str(failure)) and failure.__cause__ is failure.error
+    assert "\n" not in str(failure)  # one line, whatever the database's message looked like
+    assert "the batch was rolled back: the live tables stay at position 0" in str(failure)
+    assert amounts.position() == 0 and amounts.query("SELECT count(*) FROM {deposits}") == [(0,)]

@@ -9,26 +9,29 @@ with one line saying why, never a traceback.
 from __future__ import annotations
 
 import importlib
+import io
+import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final, NoReturn
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -41,6 +44,8 @@ from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
+    ProjectionHandlerFailed,
+    ProjectionNotBuilt,
     ProjectionRunner,
     build_as_of,
     dialect_for,
@@ -53,6 +58,8 @@ from chronik.projections import (
 from chronik.projections import (
     reconcile as reconcile_projection,
 )
+from chronik.projections.errors import describe_cause
+from chronik.projections.projection import live_slot, table_names
 from chronik.store import EventStore, default_store_url, open_store
 
 BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
@@ -86,7 +93,9 @@ def _out() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on stderr and the exit code. The message is escaped (a database's message may hold
+    `[...]`, which rich would take for markup) and never wrapped (scripts read the line whole)."""
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -105,6 +114,8 @@ def _store(url: str | None) -> Iterator[EventStore]:
         _fail(str(error))
     try:
         yield store
+    except ProjectionHandlerFailed as error:  # the data or a handler: the answer is "no", not a usage error
+        _fail(str(error), code=1)
     except ChronikError as error:
         _fail(str(error))
     finally:
@@ -121,6 +132,8 @@ def _load_modules(modules: list[str] | None) -> None:
             if name in BUILTIN_MODULES:
                 continue  # the example is optional
             _fail(f"cannot import projection module {name!r}: {error}")
+        except Exception as error:  # the module itself fails (a bad declaration, a bug at import)
+            _fail(f"cannot import projection module {name!r}: {describe_cause(error)}")
 
 
 def _projection(store: EventStore, name: str, modules: list[str] | None) -> Projection:
@@ -131,22 +144,70 @@ def _projection(store: EventStore, name: str, modules: list[str] | None) -> Proj
         _fail(str(error))
 
 
+def _run_rate(task: Task) -> float | None:
+    """Events per second in this run: events done since the bar's first report over the time since.
+
+    A resumed rebuild starts with the events done before the interruption already counted (the
+    bar shows 8600/29999); counting them as this run's work gave absurd rates (24 million ev/s) and
+    ETAs, so the first report's count is kept (`run_start`) and left out.
+    """
+    elapsed = task.finished_time if task.finished_time is not None else task.elapsed
+    done = task.completed - int(task.fields.get("run_start", 0))
+    if not elapsed or done <= 0:
+        return None
+    return done / elapsed
+
+
 class RateColumn(ProgressColumn):
-    """Events per second, from rich's own speed estimate."""
+    """Events per second in this run (see `_run_rate`)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None and task.elapsed and task.completed:  # too few updates for rich's estimate
-            speed = task.completed / task.elapsed
-        return Text("" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
+        rate = _run_rate(task)
+        return Text("" if rate is None else f"{rate:,.0f} ev/s", style="progress.data.speed")
+
+
+class EtaColumn(ProgressColumn):
+    """Time left at this run's rate: shown from the first batch on (rich's own estimate waits for
+    several updates, so a rebuild of a few batches never showed one)."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished or (task.total is not None and task.completed >= task.total):
+            return Text("eta 0:00:00", style="progress.remaining")
+        rate = _run_rate(task)
+        if rate is None or task.total is None:
+            return Text("eta -:--:--", style="progress.remaining")
+        seconds = math.ceil((task.total - task.completed) / rate)
+        return Text(f"eta {timedelta(seconds=seconds)}", style="progress.remaining")
+
+
+class _Bar:
+    """The `progress(done, total)` callback of a rich bar; `line()` is what the bar shows now."""
+
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self._bar = bar
+        self._task = task
+        self._started = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._started:
+            # The first report, before any batch: the clock starts here, and `done` (a resumed
+            # rebuild's earlier work) is kept out of the rate and the ETA.
+            self._started = True
+            self._bar.reset(self._task, completed=done, total=total, run_start=done)
+            return
+        self._bar.update(self._task, completed=done, total=total)
+
+    def line(self) -> str:
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(self._bar.make_tasks_table([self._bar.tasks[self._task]]))
+        return console.export_text().strip()
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+def _progress(description: str, console: Console | None = None) -> Iterator[_Bar]:
     """A rich progress bar over events (done of total), with rate and ETA; yields the `progress` callback.
 
-    The callers count events, not log positions (sparse on PostgreSQL). The first report resets the
-    bar's clock, so a resumed rebuild's earlier work does not inflate the rate.
+    The callers count events, not log positions (sparse on PostgreSQL). Nothing to do shows 0/0.
     """
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -154,22 +215,10 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        EtaColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(description, total=None)
-        started = False
-
-        def update(done: int, total: int) -> None:
-            nonlocal started
-            if not started:
-                started = True
-                bar.reset(task, completed=done, total=max(total, 1))
-                return
-            bar.update(task, completed=done, total=max(total, 1))
-
-        yield update
+    with Progress(*columns, console=console or Console(stderr=True), transient=False) as bar:
+        yield _Bar(bar, bar.add_task(description, total=None))
 
 
 def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
@@ -213,6 +262,8 @@ def rebuild_command(
                 )
             tables = ", ".join(view.tables.values())
             label = view.slot.removeprefix("scratch_")
+            if position is not None and view.position < position:  # accepted, and said so
+                as_of = f"{as_of}, past the log's head: built up to the head"
             console.print(
                 f"built {name} as of {as_of} (log position {view.position}) into: {tables}\n"
                 f"query them there; drop them with: chronik projections drop-scratch {name} {label}"
@@ -238,6 +289,7 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
             head = dialect.head_position(connection)
             # Lag in events after the checkpoint (positions are sparse on PostgreSQL).
             lag = {name: dialect.count_events(connection, row.position, head) for name, row in rows.items()}
+            present = {name: set(dialect.tables_with_prefix(connection, f"{name}__")) for name in rows}
         code = registered_projections()
         scratch = {name: scratch_labels(cls(store)) for name, cls in code.items() if name in rows}
         table = Table(title=f"projections (log head {head})")
@@ -254,9 +306,13 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
             building = (
                 "" if row.building_version is None else f"v{row.building_version} at {row.building_position}"
             )
+            live = f"v{row.live_version}"
+            missing = _missing_live_tables(row.live_version, cls, present[name])
+            if missing:
+                live += f" [red](missing: {', '.join(missing)}; rebuild)[/]"
             table.add_row(
                 name,
-                f"v{row.live_version}",
+                live,
                 f"code v{row.code_version}",
                 code_text,
                 str(row.position),
@@ -267,11 +323,25 @@ def status_command(store_url: StoreOption = None, modules: ModuleOption = None) 
         Console(width=160).print(table)
 
 
+def _missing_live_tables(live_version: int, cls: type[Projection] | None, present: set[str]) -> list[str]:
+    """The live set's tables that are not in the database (dropped by hand): a cheap catalog check,
+    so `status` shows what `reconcile` would report. Without the code, any table of the set will do."""
+    slot = live_slot(live_version)
+    if cls is None:
+        return [] if any(table.endswith(f"__{slot}") for table in present) else ["all"]
+    return [
+        table
+        for table, physical in table_names(cls.name, cls.tables, slot).items()
+        if physical not in present
+    ]
+
+
 @projections_app.command("run")
 def run_command(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Projections to run (default: all registered).")
-    ] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Projections to run (or --all).")] = None,
+    run_all: Annotated[
+        bool, typer.Option("--all", help="Run every registered projection (the bundled examples' too).")
+    ] = False,
     once: Annotated[
         bool, typer.Option("--once", help="Catch up to the current head, then exit (for cron and scripts).")
     ] = False,
@@ -282,9 +352,18 @@ def run_command(
     store_url: StoreOption = None,
     modules: ModuleOption = None,
 ) -> None:
-    """Keep async projections current (until Ctrl-C, or with --once until caught up)."""
+    """Keep async projections current (until Ctrl-C, or with --once until caught up).
+
+    Names are required (or `--all`): running every registered projection would build the bundled
+    examples' tables in whatever store the command was pointed at.
+    """
     with _store(store_url) as store:
         _load_modules(modules)
+        if names and run_all:
+            _fail("pass projection names or --all, not both")
+        if not names and not run_all:
+            known = ", ".join(registered_projections()) or "none are registered"
+            _fail(f"name the projections to run (registered: {known}), or pass --all to run every one")
         chosen = names or list(registered_projections())
         projections = [_projection(store, name, modules) for name in chosen]
         runner = ProjectionRunner(store, projections, batch_size=batch_size, rebuild_stale=rebuild_stale)
@@ -299,7 +378,9 @@ def run_command(
             while True:
                 time.sleep(1.0)
                 if runner.last_error is not None:
-                    Console(stderr=True).print(f"[yellow]last error:[/] {runner.last_error}", highlight=False)
+                    Console(stderr=True, soft_wrap=True).print(
+                        f"[yellow]last error:[/] {escape(str(runner.last_error))}", highlight=False
+                    )
                     runner.last_error = None
         except KeyboardInterrupt:
             pass
@@ -340,8 +421,13 @@ def reconcile_command(
     """Rebuild NAME from the log into scratch tables and compare with the live ones; exit 1 if rows differ."""
     with _store(store_url) as store:
         projection = _projection(store, name, modules)
-        with _progress(f"reconcile {name}") as progress:
-            report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
+        if projection.registry_row() is None:  # checked before the progress bar starts
+            _fail(str(ProjectionNotBuilt(name)), code=1)
+        try:
+            with _progress(f"reconcile {name}") as progress:
+                report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
+        except ProjectionNotBuilt as error:
+            _fail(str(error), code=1)
         console = _out()
         if report.ok:
             console.print(
@@ -349,7 +435,7 @@ def reconcile_command(
             )
             return
         console.print(
-            f"[bold red]{name}: {len(report.differences)} row(s) differ[/] between the live tables "
+            f"[bold red]{name}: {len(report.differences)} difference(s)[/] between the live tables "
             f"(v{report.live_version}) and a rebuild from the log up to position {report.position}:",
             highlight=False,
         )

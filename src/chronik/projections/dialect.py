@@ -39,6 +39,16 @@ class SQLConnection(Protocol):
     def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
+class BatchFailed(Exception):
+    """Raised by `Dialect.batched_writes` when a batch sent as a whole failed and the transaction
+    was put back where the batch began: the statements cannot be tied to the event that issued the
+    failing one, so `Projection.apply` runs the batch again one statement at a time to find it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 _IDENTIFIER: Final = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 MAX_IDENTIFIER_PART: Final = 40
 
@@ -204,7 +214,8 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
         """Around a batch of handler statements: lets a client/server database send them without
-        waiting for each result (PostgreSQL's pipeline mode); errors surface by the block's end."""
+        waiting for each result (PostgreSQL's pipeline mode); errors surface by the block's end,
+        as `BatchFailed` once the transaction is back where the batch began."""
 
     @abc.abstractmethod
     def read_connection(self, store: EventStore) -> SQLConnection:

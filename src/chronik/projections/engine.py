@@ -18,7 +18,12 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from chronik.events.envelope import RecordedEvent
-from chronik.projections.errors import InvalidProjection, ProjectionError, ProjectionMoved
+from chronik.projections.errors import (
+    InvalidProjection,
+    ProjectionError,
+    ProjectionHandlerFailed,
+    ProjectionMoved,
+)
 from chronik.projections.projection import Projection, SideEffect, live_slot
 from chronik.store.contract import EventStore, UnitOfWork
 
@@ -36,8 +41,9 @@ def attach_inline(projection: Projection) -> Callable[[], None]:
     the append fails. Side effects are refused here: an inline handler runs before the append
     commits, and an e-mail cannot be rolled back with it; run such projections async.
 
-    Every process that appends must attach the inline projection. If one does not, the next
-    hooked append first applies the events it missed (read back from the log, same transaction).
+    Every process that appends must attach the inline projection. On SQLite, if one does not, the
+    next hooked append first applies the events it missed (read back from the log, same
+    transaction); on PostgreSQL a hooked append applies only its own events (see postgres.py).
     """
     if projection.has_side_effects():
         raise InvalidProjection(
@@ -137,6 +143,11 @@ def run_batch(projection: Projection, batch_size: int = 500) -> BatchResult:
             )
     except ProjectionMoved:
         return BatchResult(0, row.position, head)
+    except ProjectionHandlerFailed as failed:
+        raise failed.with_note(
+            f"the batch was rolled back: the live tables stay at position {row.position} until the "
+            "handler or the data is fixed"
+        ) from failed.error
     for effect, event in effects:
         try:
             effect(projection, event)
@@ -175,9 +186,16 @@ class ProjectionRunner:
     """Keeps async projections current: a small, self-contained polling loop on one thread.
 
     Each round runs one batch per projection. When no projection advanced, it waits for new
-    events: through `store.wait_for_events(after, timeout)` when the backend offers it, else by
-    polling `head_position()`. (The subscriptions package will offer the general version; this
-    runner is small on purpose so a projection can move onto it.)
+    events: through `store.wait_for_events(after, timeout)` when the backend offers it (PostgreSQL's
+    LISTEN/NOTIFY), else by sleeping one poll interval (stop-aware) before the next round.
+
+    Why its own loop rather than a `CatchUpSubscription` or a consumer group: a projection's
+    checkpoint is its registry row, which also names the live table set and the code version that
+    built it. The compare-and-set that moves it (`Dialect.advance`) is what fences a batch against
+    a second runner, an inline hook and a rebuild's swap; a subscription's checkpoint
+    (`subscription:<name>`) knows no table sets, and a group's checkpoints are per partition, so
+    neither can say "every event up to P is in set vN" (what `wait_until`, `status`'s lag,
+    `reconcile` and the swap rely on). docs/PROJECTIONS.md, "Subscriptions and consumer groups".
     """
 
     def __init__(
@@ -285,7 +303,10 @@ class ProjectionRunner:
                 self._wait()
             except Exception as error:  # keep serving; the error is logged and kept for callers
                 self.last_error = error
-                log.exception("projection runner round failed; retrying")
+                if isinstance(error, ProjectionError):  # it names what failed: no traceback needed
+                    log.error("projection runner round failed; retrying: %s", error)
+                else:
+                    log.exception("projection runner round failed; retrying")
                 self._stop.wait(min(1.0, self.poll_interval * 10))
 
     def _wait(self) -> None:

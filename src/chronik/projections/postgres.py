@@ -41,7 +41,7 @@ import psycopg
 import psycopg.errors
 
 from chronik.events.envelope import format_timestamp
-from chronik.projections.dialect import ChainRow, Dialect, SQLConnection
+from chronik.projections.dialect import BatchFailed, ChainRow, Dialect, SQLConnection
 from chronik.projections.errors import ProjectionError
 from chronik.store import postgres_sql as store_sql
 from chronik.store.contract import EventStore, UnitOfWork
@@ -285,6 +285,9 @@ class PostgresDialect(Dialect):
         "AND NOT a.attisdropped ORDER BY a.attnum"
     )
 
+    SQL_BATCH_SAVEPOINT: Final = "SAVEPOINT chronik_batch"
+    SQL_BATCH_ROLLBACK: Final = "ROLLBACK TO SAVEPOINT chronik_batch"
+
     SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
     # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
     # byte, and times are formatted the way the append formatted them.
@@ -336,14 +339,24 @@ class PostgresDialect(Dialect):
         if not isinstance(connection, _Connection) or connection.pipeline is not None:
             yield
             return
-        with connection.raw.pipeline() as pipeline:
-            connection.pipeline = pipeline
+        try:
+            with connection.raw.pipeline() as pipeline:
+                connection.pipeline = pipeline
+                # Queued like the rest (no round trip): lets a failed batch be run again, one
+                # statement at a time, to name the event whose statement failed.
+                connection.raw.execute(self.SQL_BATCH_SAVEPOINT)
+                try:
+                    yield
+                    connection.send_buffer()
+                finally:
+                    connection.pipeline = None
+                    connection.forget_buffer()  # after an error: the transaction rolls back anyway
+        except Exception as error:
             try:
-                yield
-                connection.send_buffer()
-            finally:
-                connection.pipeline = None
-                connection.forget_buffer()  # after an error: the transaction rolls back anyway
+                connection.raw.execute(self.SQL_BATCH_ROLLBACK)
+            except psycopg.Error:
+                raise error from None  # cannot go back: the caller's transaction rolls back as is
+            raise BatchFailed(error) from error
 
     # -- what differs from SQLite ------------------------------------------------------------------
 

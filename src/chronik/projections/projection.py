@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from chronik.events.envelope import RecordedEvent, check_event_type
 from chronik.projections.dialect import (
+    BatchFailed,
     Dialect,
     RegistryRow,
     SQLConnection,
@@ -40,6 +41,7 @@ from chronik.projections.dialect import (
 from chronik.projections.errors import (
     InvalidProjection,
     ProjectionError,
+    ProjectionHandlerFailed,
     ProjectionNotFound,
     ProjectionTimeout,
 )
@@ -60,6 +62,15 @@ _CREATE: Final = re.compile(
 
 
 QUERY_ATTEMPTS: Final = 3  # a query racing swaps; each retry follows a committed swap
+
+
+class _Raised(Exception):
+    """A handler's exception and the event it was handling, on its way out of a batch."""
+
+    def __init__(self, event: RecordedEvent, error: Exception) -> None:
+        super().__init__(str(error))
+        self.event = event
+        self.error = error
 
 
 def handles(*event_types: str, side_effect: SideEffect | None = None) -> Callable[[_H], _H]:
@@ -252,20 +263,47 @@ class Projection:
 
         When `side_effects` is a list, the side effects of events after `side_effects_after`
         are collected into it, to be run once the transaction has committed; replays pass None.
+        A handler that raises (or whose SQL fails) becomes `ProjectionHandlerFailed`, naming the
+        event and chained to the cause; the caller's unit of work then rolls the batch back.
         """
-        handlers = self._handlers
         # The whole batch's statements go out together where the database allows it (PostgreSQL's
         # pipeline mode): one round trip per batch instead of one per statement.
-        with self.dialect.batched_writes(tx.connection):
-            for event in events:
-                for handler, side_effect in handlers.get(event.type, ()):
+        try:
+            with self.dialect.batched_writes(tx.connection):
+                self._handle(tx, events, side_effects, side_effects_after)
+        except _Raised as raised:  # statements ran one at a time: this event's failed
+            raise ProjectionHandlerFailed(self.name, raised.event, raised.error) from raised.error
+        except BatchFailed as failed:
+            # Sent as a whole: a statement's failure surfaced later than the event that issued it.
+            # The dialect put the transaction back where the batch began; run it again unbatched.
+            try:
+                self._handle(tx, events, None, 0)
+            except _Raised as raised:
+                raise ProjectionHandlerFailed(self.name, raised.event, raised.error) from raised.error
+            cause = failed.error.error if isinstance(failed.error, _Raised) else failed.error
+            batch = (events[0].global_position, events[-1].global_position) if events else (0, 0)
+            raise ProjectionHandlerFailed(self.name, None, cause, batch=batch) from cause
+
+    def _handle(
+        self,
+        tx: ProjectionTx,
+        events: Sequence[RecordedEvent],
+        side_effects: list[tuple[SideEffect, RecordedEvent]] | None,
+        side_effects_after: int,
+    ) -> None:
+        handlers = self._handlers
+        for event in events:
+            for handler, side_effect in handlers.get(event.type, ()):
+                try:
                     handler(self, tx, event)
-                    if (
-                        side_effect is not None
-                        and side_effects is not None
-                        and event.global_position > side_effects_after
-                    ):
-                        side_effects.append((side_effect, event))
+                except Exception as error:
+                    raise _Raised(event, error) from error
+                if (
+                    side_effect is not None
+                    and side_effects is not None
+                    and event.global_position > side_effects_after
+                ):
+                    side_effects.append((side_effect, event))
 
     # -- tables --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Nothing here runs side effects: a replay re-derives tables, it does not re-live 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -24,8 +25,15 @@ from typing import Any
 import msgspec
 
 from chronik.projections.dialect import Dialect, SQLConnection, check_identifier
-from chronik.projections.errors import ProjectionError, ProjectionMoved
+from chronik.projections.errors import (
+    ProjectionError,
+    ProjectionHandlerFailed,
+    ProjectionMoved,
+    ProjectionNotBuilt,
+)
 from chronik.projections.projection import Projection, ProjectionTx, live_slot
+
+log = logging.getLogger("chronik.projections")
 
 Progress = Callable[[int, int], None]
 """`progress(events_done, events_total)`: called after each committed batch.
@@ -102,7 +110,23 @@ def rebuild(
     """Rebuild the projection from the log into a new table set and swap it in when caught up.
 
     Resumes an interrupted rebuild by the same code version; starts over if the code changed.
+    A handler failure (`ProjectionHandlerFailed`) rolls back only its batch: the new set is kept
+    with every batch before it (`projections status` shows it under "rebuilding"), so fixing the
+    data or the handler and running the rebuild again resumes from there.
     """
+    try:
+        return _rebuild(projection, batch_size=batch_size, progress=progress)
+    except ProjectionHandlerFailed as failed:
+        row = projection.registry_row()
+        if row is None or row.building_version is None:
+            raise
+        raise failed.with_note(
+            f"the rebuild stopped; table set v{row.building_version} is kept up to position "
+            f"{row.building_position} and the next rebuild by this code version resumes it"
+        ) from failed.error
+
+
+def _rebuild(projection: Projection, *, batch_size: int, progress: Progress | None) -> RebuildResult:
     store, dialect, name = projection.store, projection.dialect, projection.name
     projection.ensure()
     with store.transaction() as uow:
@@ -230,6 +254,27 @@ def build_scratch(
     projection.ensure()
     with store.transaction() as uow:
         projection.create_tables(dialect.write_connection(uow), slot)
+    try:
+        return _replay_into_scratch(projection, slot, to_position, recorded_until, batch_size, progress)
+    except BaseException as error:
+        try:
+            drop_scratch(projection, slot)  # a half-built scratch set answers nothing correctly
+        except Exception:  # the store went away too: keep the original error, say what is left
+            log.warning("could not drop the half-built scratch set %s of %s", slot, projection.name)
+        if isinstance(error, ProjectionHandlerFailed):
+            raise error.with_note("the scratch tables were dropped") from error.error
+        raise
+
+
+def _replay_into_scratch(
+    projection: Projection,
+    slot: str,
+    to_position: int | None,
+    recorded_until: datetime | None,
+    batch_size: int,
+    progress: Progress | None,
+) -> ScratchView:
+    store, dialect = projection.store, projection.dialect
     head = store.head_position()
     limit = head if to_position is None else min(to_position, head)
     event_types = projection.event_types()
@@ -268,9 +313,16 @@ def build_as_of(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
 ) -> ScratchView:
-    """The time machine: the projection as it was at a log position or a moment, in scratch tables."""
+    """The time machine: the projection as it was at a log position or a moment, in scratch tables.
+
+    A position past the log's head is accepted and means the head: the scratch set is labelled by
+    the head it was built to (`asof_p<head>`, `view.position`), never by a position that no
+    event has reached, so the label always says what the tables hold.
+    """
     if position is None and at is None:
         raise ProjectionError("build_as_of needs a position or a time")
+    if position is not None:
+        position = min(position, projection.store.head_position())
     return build_scratch(
         projection,
         label or as_of_label(position, at),
@@ -305,15 +357,23 @@ def drop_scratch(projection: Projection, slot: str) -> None:
 
 
 class RowDifference(msgspec.Struct, frozen=True):
-    """One row that differs between the live tables and a fresh rebuild from the log."""
+    """One row that differs between the live tables and a fresh rebuild from the log.
+
+    Or a whole live table that is gone (kind "table missing", `physical` its name, no key): someone
+    dropped it by hand; its rows cannot be compared, and a rebuild recreates it.
+    """
 
     table: str  # the logical table name
-    kind: str  # "changed", "missing" (in the rebuild, not live) or "unexpected" (live, not in the rebuild)
+    kind: str  # "changed", "missing" (in the rebuild, not live), "unexpected" (live, not in the rebuild),
+    # or "table missing" (the live table itself does not exist)
     key: dict[str, Any]  # the primary key (every column when the table has none)
     live: dict[str, Any] | None
     rebuilt: dict[str, Any] | None
+    physical: str = ""  # the live table's name in the database ("table missing" only)
 
     def describe(self) -> str:
+        if self.kind == "table missing":
+            return f"live table {self.physical} ({self.table}) is missing"
         key = ", ".join(f"{column}={value!r}" for column, value in self.key.items())
         if self.kind == "changed":
             assert self.live is not None and self.rebuilt is not None
@@ -347,9 +407,14 @@ def reconcile(
     The scratch set is built up to the live checkpoint in batches; the comparison then runs in a
     unit of work (holding the write lock) that first brings the scratch set to the checkpoint as it
     is at that moment, so both sides cover exactly the same events. The scratch set is dropped.
+
+    A projection this store has never built is refused (`ProjectionNotBuilt`), not registered:
+    reconciling is a check, and a check that creates what it checks always passes.
     """
     store, dialect, name = projection.store, projection.dialect, projection.name
-    row = projection.ensure()
+    row = projection.registry_row()
+    if row is None:
+        raise ProjectionNotBuilt(name)
     if row.code_version != projection.version:
         raise ProjectionError(
             f"the live tables of {name!r} were built by code version {row.code_version}, and this is "
@@ -373,6 +438,8 @@ def reconcile(
             differences: list[RowDifference] = []
             for table in projection.tables:
                 differences.extend(_compare(dialect, connection, table, live[table], view.tables[table]))
+    except ProjectionHandlerFailed as failed:
+        raise failed.with_note("the scratch tables were dropped") from failed.error
     finally:
         view.drop()
     return ReconcileReport(name, current.live_version, current.position, differences)
@@ -382,6 +449,8 @@ def _compare(
     dialect: Dialect, connection: SQLConnection, table: str, live: str, rebuilt: str
 ) -> list[RowDifference]:
     columns = dialect.columns(connection, live)
+    if not columns:  # the catalog knows no such table: it was dropped behind chronik's back
+        return [RowDifference(table, "table missing", {}, None, None, physical=live)]
     names = [column for column, _ in columns]
     key_columns = [column for column, pk in sorted(columns, key=lambda item: item[1]) if pk] or names
     listed = ", ".join(f'"{column}"' for column in names)  # names come from the database's own catalog
