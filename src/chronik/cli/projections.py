@@ -16,9 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Final, NoReturn
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -41,6 +39,7 @@ from chronik.audit import seal as seal_log
 from chronik.audit import trace as trace_operation
 from chronik.audit import verify as verify_log
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
+from chronik.cli.stores import missing_sqlite_file
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
@@ -93,8 +92,10 @@ def _out() -> Console:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and the exit code. The message is escaped (a database's message may hold
-    `[...]`, which rich would take for markup) and never wrapped (scripts read the line whole)."""
+    """One line on stderr and the exit code: like `diff`, 1 is the answer "no" (rows differ, the log
+    was altered) and 2 that the command could not run, so a cron job can tell the two apart. The
+    message is escaped (a database's message may hold `[...]`, which rich would take for markup)
+    and never wrapped (scripts read the line whole)."""
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
@@ -103,11 +104,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _store(url: str | None) -> Iterator[EventStore]:
     """Open the store, refusing to create an empty SQLite file for a mistyped path."""
     url = url or default_store_url()
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "sqlite":
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if path and not Path(path).exists():
-            _fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
+    if (path := missing_sqlite_file(url)) is not None:
+        _fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
     try:
         store = open_store(url)
     except ChronikError as error:
