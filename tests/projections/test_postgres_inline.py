@@ -12,9 +12,20 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from chronik.projections import ProjectionRunner, rebuild, reconcile
+from chronik.errors import StoreUnavailable
+from chronik.events.envelope import RecordedEvent
+from chronik.projections import (
+    ProjectionHandlerFailed,
+    ProjectionRunner,
+    ProjectionTx,
+    handles,
+    rebuild,
+    reconcile,
+    run_batch,
+)
 from chronik.store import EventStore, open_store
 from tests.postgres_support import postgres_factory
 from tests.projections.conftest import Counts, deposit
@@ -129,3 +140,64 @@ def test_async_runner_with_concurrent_writers_applies_each_event_once(pg_store: 
     rows = counts.rows()
     assert rows == {f"acct-{index}": (20, 30) for index in range(3)} | {"acct-shared": (60, 90)}
     assert reconcile(counts).ok
+
+
+class KillsItsConnection(Counts):
+    """Counts, but the handler of one event has the server end its own connection mid-batch."""
+
+    name = "killer"
+    victim: tuple[str, int] = ("acct-1", 2)
+    killed = False
+
+    @handles("Deposited", "Noted")
+    def count(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        super().count(tx, event)
+        if (event.stream, event.stream_version) == self.victim and not KillsItsConnection.killed:
+            KillsItsConnection.killed = True
+            backend = tx.query("SELECT pg_backend_pid()")[0][0]
+            with psycopg.connect(self.store.conninfo, autocommit=True) as other:  # type: ignore[attr-defined]
+                other.execute("SELECT pg_terminate_backend(%s)", (backend,))
+            tx.query("SELECT 1")
+
+
+def test_a_lost_connection_in_a_batch_is_the_stores_trouble_not_the_handlers(pg_store: EventStore) -> None:
+    """Review finding: a connection lost under a handler was reported as `ProjectionHandlerFailed`
+    ("until the handler or the data is fixed"), hiding the retryable `StoreUnavailable`."""
+    for index in range(3):
+        pg_store.append(f"acct-{index}", [deposit(1) for _ in range(5)])
+    projection = KillsItsConnection(pg_store)
+    with pytest.raises(StoreUnavailable) as lost:
+        run_batch(projection)
+    assert not isinstance(lost.value, ProjectionHandlerFailed) and lost.value.retryable
+    assert projection.position() == 0 and projection.rows() == {}  # the batch rolled back whole
+    assert run_batch(projection).applied == 15  # and simply runs again
+    assert projection.rows() == {f"acct-{i}": (5, 5) for i in range(3)}
+
+
+class CountsRowsTouched(Counts):
+    """Records what `executemany(...).rowcount` said for each event."""
+
+    name = "touched"
+    tables = ("streams", "touched")
+    schema = (
+        *Counts.schema,
+        "CREATE TABLE {touched} (position BIGINT PRIMARY KEY, rowcount INTEGER NOT NULL)",
+    )
+
+    @handles("Deposited", "Noted")
+    def count(self, tx: ProjectionTx, event: RecordedEvent) -> None:
+        super().count(tx, event)
+        many = tx.executemany(
+            "UPDATE {streams} SET events = events WHERE stream = ?",
+            [(event.stream,), ("nobody",), (event.stream,)],
+        )
+        tx.execute("INSERT INTO {touched} VALUES (?, ?)", (event.global_position, many.rowcount))
+
+
+def test_executemany_reports_its_rowcount_inside_a_pipelined_batch(pg_store: EventStore) -> None:
+    """Review finding: inside a batch sent in pipeline mode, `executemany(...).rowcount` was -1."""
+    for index in range(2):
+        pg_store.append(f"acct-{index}", [deposit(1) for _ in range(3)])
+    projection = CountsRowsTouched(pg_store)
+    assert run_batch(projection).applied == 6
+    assert [row[0] for row in projection.query("SELECT rowcount FROM {touched} ORDER BY position")] == [2] * 6

@@ -217,6 +217,13 @@ class Dialect(abc.ABC):
         waiting for each result (PostgreSQL's pipeline mode); errors surface by the block's end,
         as `BatchFailed` once the transaction is back where the batch began."""
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        """Whether `error` is the database's trouble (a lost connection, a lock or busy timeout, a
+        deadlock), not the handler's. Such an error is not wrapped as `ProjectionHandlerFailed`:
+        it reaches the caller as the store reports it (`StoreUnavailable`, retryable), because
+        nothing is wrong with the handler or the data and the batch may simply be run again."""
+        return False
+
     @abc.abstractmethod
     def read_connection(self, store: EventStore) -> SQLConnection:
         """A connection outside any unit of work: each statement reads the latest commit."""

@@ -175,9 +175,11 @@ class _Connection:
 
     def executemany(self, sql: str, parameters: Any, /) -> Any:
         self.send_buffer()
-        with self.raw.cursor() as cursor:
-            cursor.executemany(sql, parameters)
+        cursor = self.raw.cursor()
+        cursor.executemany(sql, parameters)
+        if self.pipeline is None:
             return cursor
+        return _PipelinedCursor(cursor, self.pipeline)  # its rowcount waits for the result
 
     def send_buffer(self) -> None:
         """Send the buffered run of one statement (queued in the pipeline: no waiting here)."""
@@ -359,6 +361,11 @@ class PostgresDialect(Dialect):
             raise BatchFailed(error) from error
 
     # -- what differs from SQLite ------------------------------------------------------------------
+
+    def is_unavailable(self, error: BaseException) -> bool:
+        # OperationalError: a lost connection, a lock timeout, a deadlock, a cancelled statement;
+        # a handler's own mistakes are other classes (IntegrityError, DataError, ProgrammingError).
+        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
 
     def _creation_lock(self, connection: SQLConnection, table: str) -> None:
         connection.execute(self.SQL_CREATE_LOCK, (_lock_key(CREATION_LOCKS[table], "registry"),))

@@ -274,6 +274,8 @@ class Projection:
         except _Raised as raised:  # statements ran one at a time: this event's failed
             raise ProjectionHandlerFailed(self.name, raised.event, raised.error) from raised.error
         except BatchFailed as failed:
+            if self.dialect.is_unavailable(failed.error):
+                raise failed.error from None  # a lock timeout, a deadlock: nothing to name
             # Sent as a whole: a statement's failure surfaced later than the event that issued it.
             # The dialect put the transaction back where the batch began; run it again unbatched.
             try:
@@ -297,6 +299,8 @@ class Projection:
                 try:
                     handler(self, tx, event)
                 except Exception as error:
+                    if self.dialect.is_unavailable(error):
+                        raise  # the database's trouble, not the handler's: retryable as it is
                     raise _Raised(event, error) from error
                 if (
                     side_effect is not None

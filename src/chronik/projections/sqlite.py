@@ -52,6 +52,12 @@ class SQLiteDialect(Dialect):
     def batched_writes(self, connection: SQLConnection) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # in-process: a statement costs no round trip
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        # sqlite3 raises OperationalError for a busy database and for a bad statement alike.
+        return isinstance(error, sqlite3.OperationalError) and any(
+            word in str(error) for word in ("database is locked", "database is busy")
+        )
+
     def read_connection(self, store: EventStore) -> sqlite3.Connection:
         """This thread's connection, outside any transaction: each statement reads the latest commit."""
         connection: sqlite3.Connection = store.connection()  # type: ignore[attr-defined]
