@@ -48,6 +48,16 @@ def test_without_the_option_the_store_keeps_postgresqls_default(pg_url: str) -> 
         store.close()
 
 
+def test_a_tiny_lock_timeout_is_one_millisecond_not_forever(pg_url: str) -> None:
+    """Rounded to whole milliseconds, 0.0001 s would be 0, which PostgreSQL reads as no timeout."""
+    store = open_store(pg_url + "&lock_timeout=0.0001")
+    try:
+        with store.pooled_connection() as connection:  # type: ignore[attr-defined]
+            assert connection.execute("SHOW lock_timeout").fetchone() == ("1ms",)
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "nan", "1e12"])
 def test_a_bad_lock_timeout_is_refused_with_its_name(pg_url: str, value: str) -> None:
     with pytest.raises(UnsupportedStoreURL, match="lock_timeout"):

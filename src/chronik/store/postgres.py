@@ -420,6 +420,8 @@ class PostgresStore(EventStore):
         super().__init__(clock=clock, max_event_bytes=max_event_bytes)
         if not 0 <= lock_timeout <= 2_147_483:  # PostgreSQL's limit (2**31 - 1 ms); also refuses NaN
             raise UnsupportedStoreURL(conninfo, f"lock_timeout is 0 to 2147483 seconds, not {lock_timeout}")
+        # Whole milliseconds, at least 1 when any timeout is asked for: 0 means "wait forever".
+        lock_timeout_ms = 0 if lock_timeout == 0 else max(1, round(lock_timeout * 1000))
         if not _SCHEMA_NAME.fullmatch(schema):
             raise UnsupportedStoreURL(conninfo, f"schema must match {_SCHEMA_NAME.pattern}, not {schema!r}")
         self.conninfo = conninfo
@@ -441,7 +443,7 @@ class PostgresStore(EventStore):
         self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
         self.connect_kwargs: dict[str, Any] = {
             "autocommit": True,
-            "options": f"-c search_path={schema} -c TimeZone=UTC -c lock_timeout={lock_timeout * 1000:.0f}",
+            "options": f"-c search_path={schema} -c TimeZone=UTC -c lock_timeout={lock_timeout_ms}",
             "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
             # No automatic preparing by psycopg: after any ROLLBACK it would send DEALLOCATE ALL,
             # which drops the statements this store prepares itself (`_prepare_statements`).
@@ -729,6 +731,13 @@ class PostgresStore(EventStore):
         last = _MAX_POSITION if to_position is None else to_position
         filters = ""
         filter_params: list[Any] = []
+        if to_position is not None:
+            # A real upper bound also bounds the inner, ordered scan (see SQL_READ_ALL): a bounded
+            # read (a time-machine build, a scratch rebuild) never walks the log beyond it. Only
+            # when given: as a constant far above every position it would bring back the
+            # statistics-less misestimate SQL_READ_ALL's comment describes.
+            filters += " AND global_position <= %s"
+            filter_params.append(to_position)
         if categories:
             filters += " AND category = ANY(%s)"
             filter_params.append(list(categories))
