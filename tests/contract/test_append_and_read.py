@@ -364,6 +364,21 @@ class TestBadInput:
             store.append("s-1", NewEvent(type="A", data={}, metadata={"actor": object()}))
         assert caught.value.field == "metadata"
 
+    @pytest.mark.parametrize(
+        "metadata",
+        [{"note": "a\x00b"}, {"a\x00": 1}, {"deep": [{"x": "\x00"}]}, {"actor": "ann", "n": "\x00"}],
+    )
+    def test_metadata_must_not_hold_nul(self, store: EventStore, metadata: dict[str, object]) -> None:
+        """PostgreSQL cannot query a metadata string holding U+0000 (`->>` fails for the whole
+        table), so no backend records one; data may hold it (the stores never query data)."""
+        with pytest.raises(EventDataNotSerializable, match="NUL") as caught:
+            store.append("s-1", [ev(), NewEvent(type="A", data={}, metadata=metadata)])
+        assert caught.value.field == "metadata"
+        assert store.head_position() == 0
+        store.append("s-1", NewEvent(type="A", data={"raw": "a\x00b"}, metadata={"note": "a\\u0000b"}))
+        assert store.read_stream("s-1")[0].data == {"raw": "a\x00b"}
+        assert store.read_stream("s-1")[0].metadata["note"] == "a\\u0000b"  # a backslash, then u0000
+
     def test_event_too_large_names_the_limit(self, store: EventStore) -> None:
         with pytest.raises(EventTooLarge) as caught:
             store.append(

@@ -302,7 +302,24 @@ def _encode_json_object(event_type: str, field: str, value: object) -> str:
     # is present at all, so ordinary data pays nothing for the check.
     if b"null" in encoded and _has_non_finite_float(value):
         raise EventDataNotSerializable(event_type, field, "NaN and infinity have no JSON form")
+    # Metadata is what the stores query (correlation and causation ids): PostgreSQL cannot turn a
+    # JSON string holding U+0000 into text, so one such event would break every query of the
+    # metadata (`chronik trace`) on that store. Refused on every backend, so a log moves freely.
+    if field == "metadata" and b"\\u0000" in encoded and _holds_nul(msgspec.json.decode(encoded)):
+        raise EventDataNotSerializable(event_type, field, "must not contain the NUL character (U+0000)")
     return encoded.decode()
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a decoded JSON value has U+0000 in any key or string (the fast byte check can be
+    fooled by an escaped backslash followed by `u0000`)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _has_non_finite_float(value: object) -> bool:
