@@ -207,6 +207,16 @@ def test_a_command_that_reads_refuses_a_mistyped_sqlite_path_and_creates_nothing
     assert not missing.exists()
 
 
+def test_an_error_naming_brackets_is_printed_as_written(tmp_path: Path) -> None:
+    """Review finding: `[...]` in a path was read as Rich markup (eaten, or a MarkupError traceback)."""
+    for name in ("[x]/store.db", "[/x].db"):
+        missing = tmp_path / name
+        result = chronik(f"sqlite:///{missing}", "read", "--all")
+        assert result.exit_code == 1, result.output
+        assert f"no store at '{missing}'" in result.stderr
+        assert "Traceback" not in result.output
+
+
 def test_append_creates_the_store_it_is_pointed_at(tmp_path: Path) -> None:
     new = tmp_path / "new.db"
     assert chronik(f"sqlite:///{new}", "append", "cart-1", "ItemAdded").exit_code == 0

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from chronik.errors import ChronikError
 from chronik.store import EventStore, default_store_url, open_store
@@ -40,7 +41,8 @@ class CommandFailed(Exception):
 
 def fail(message: str) -> NoReturn:
     """Print `error: message` on stderr and exit 1 (the command was understood but refused)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Escaped: a path or a database's message may hold `[...]`, which Rich would read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(1)
 
 
