@@ -17,7 +17,9 @@ The guarantees, in one place:
   once a reader has seen position P, no event with a position below P will ever appear. Positions
   need not be contiguous (PostgreSQL's are not).
 * **Time.** `recorded_at` comes from the store's clock and never decreases along the global order.
-* **Checked input.** Names, sizes and JSON are checked before anything is written.
+* **Checked input.** Names, sizes and JSON are checked before anything is written (data and
+  metadata are JSON objects without NaN or infinity; metadata holds no U+0000, which PostgreSQL
+  cannot query), the same on every backend, so a log can move between them.
 """
 
 from __future__ import annotations
