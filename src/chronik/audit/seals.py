@@ -25,7 +25,7 @@ The memory store keeps no hashes: it has no tamper evidence (nothing outlives it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import msgspec
@@ -33,7 +33,7 @@ import msgspec
 from chronik.errors import ChronikError
 from chronik.events.chain import GENESIS, event_hash
 from chronik.events.envelope import format_timestamp
-from chronik.projections.dialect import ChainRow, Dialect, SealRow, dialect_for
+from chronik.projections.dialect import ChainRow, Dialect, SealRow, SQLConnection, dialect_for
 from chronik.store.contract import EventStore
 
 DEFAULT_SEAL_EVENTS: Final = 10_000
@@ -242,11 +242,7 @@ def verify(
         seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS,
         max_events,
     )
-    position = 1
-    while position <= head:
-        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
-        if not rows:
-            break
+    for rows in _chain_pages(dialect, connection, 1, head):
         for row in rows:
             chains.check(row)
             events += 1
@@ -263,7 +259,6 @@ def verify(
                 in_seal += 1
             elif current > sealed_to:
                 tail.add(current, row[10])
-        position = rows[-1][0] + 1
         if progress is not None:
             progress(events, max(total, events))
     while seal_index < len(seals):
@@ -362,21 +357,29 @@ def seal(
     start = (seals[-1].to_position + 1) if seals else 1
     chains = _Chains(lookup=lambda stream, version: dialect.stored_event_hash(connection, stream, version))
     builder = _SealBuilder(next_no, start, previous_hash, max_events)
-    position = start
-    while position <= head:
-        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
-        if not rows:
-            break
+    for rows in _chain_pages(dialect, connection, start, head):
         for row in rows:
             chains.check(row)
             builder.add(row[0], row[10])
-        position = rows[-1][0] + 1
     new = builder.close()
     if chains.breaks:
         raise TamperDetected(min(chains.breaks, key=Break.sort_key))
     if new:
         _insert(store, dialect, new)
     return new
+
+
+def _chain_pages(
+    dialect: Dialect, connection: SQLConnection, start: int, head: int
+) -> Iterator[list[ChainRow]]:
+    """The log's chain rows from `start` to `head`, in global order, a page of `READ_BATCH` at a time."""
+    position = start
+    while position <= head:
+        rows = dialect.chain_rows(connection, position, head, READ_BATCH)
+        if not rows:
+            return
+        yield rows
+        position = rows[-1][0] + 1
 
 
 class _SealBuilder:
