@@ -3,9 +3,6 @@ stores: the same handler SQL (with `?` placeholders and qualified upserts) on SQ
 
 from __future__ import annotations
 
-import sqlite3
-
-import psycopg
 import pytest
 
 from chronik import NewEvent
@@ -13,6 +10,7 @@ from chronik.examples.cart.projections import CartsByStatus, ProductPrices
 from chronik.projections import ProjectionRunner, projection_named, rebuild, reconcile
 from chronik.store import EventStore
 from tests.conftest import StoreFactory
+from tests.raw_sql import execute_behind_the_store
 
 
 def cart_events(store: EventStore) -> None:
@@ -71,7 +69,7 @@ def test_carts_by_status_and_price_list(store_factory: StoreFactory) -> None:
 
 
 @pytest.mark.sql_stores
-def test_cart_projections_rebuild_and_reconcile(store_factory: StoreFactory, backend: str) -> None:
+def test_cart_projections_rebuild_and_reconcile(store_factory: StoreFactory) -> None:
     store = store_factory()
     carts = projection_named("carts_by_status")(store)  # found by name, as the CLI does
     products = ProductPrices(store)
@@ -85,18 +83,7 @@ def test_cart_projections_rebuild_and_reconcile(store_factory: StoreFactory, bac
     assert carts.query("SELECT * FROM {carts} ORDER BY cart_id") == before
 
     tamper = "UPDATE product_prices__products__v1 SET price_cents = 1 WHERE sku = 'tea'"
-    if backend == "sqlite":
-        raw = sqlite3.connect(store.path)  # type: ignore[attr-defined]
-        with raw:
-            raw.execute(tamper)
-        raw.close()
-    else:
-        with psycopg.connect(
-            store.conninfo,  # type: ignore[attr-defined]
-            autocommit=True,
-            options=f"-c search_path={store.schema}",  # type: ignore[attr-defined]
-        ) as connection:
-            assert connection.execute(tamper).rowcount == 1
+    assert execute_behind_the_store(store, tamper) == 1
     report = reconcile(products)
     assert [(d.kind, d.key) for d in report.differences] == [("changed", {"sku": "tea"})]
     assert "price_cents: live 1 != rebuilt 500" in report.differences[0].describe()
