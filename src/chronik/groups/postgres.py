@@ -23,7 +23,6 @@ beside the statement that takes them in `groups/sql.py`. In short (READ COMMITTE
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import psycopg
 from chronik.groups.sql import SQLCoordinator
 from chronik.store import EventStore, UnitOfWork
 from chronik.store.postgres import PostgresStore, PostgresUnitOfWork, _lock_key
+from chronik.store.postgres_sql import qmark_to_format
 
 GROUP_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -81,12 +81,6 @@ GROUP_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 SQL_MIGRATION_LOCK: Final = "SELECT pg_advisory_xact_lock(?)"
 
 
-@functools.lru_cache(maxsize=256)
-def _placeholders(sql: str) -> str:
-    """The shared `?` statements in psycopg's `%s` style (none of them has a literal `?` or `%`)."""
-    return sql.replace("?", "%s")
-
-
 class PostgresCoordinator(SQLCoordinator[psycopg.Connection[Any]]):
     MIGRATIONS = GROUP_MIGRATIONS
     SQL_CREATE_MIGRATIONS = (
@@ -118,13 +112,13 @@ class PostgresCoordinator(SQLCoordinator[psycopg.Connection[Any]]):
     def _execute(
         self, connection: psycopg.Connection[Any], sql: str, params: Sequence[object] = ()
     ) -> psycopg.Cursor[Any]:
-        return connection.execute(_placeholders(sql), params)
+        return connection.execute(qmark_to_format(sql), params)
 
     def _execute_many(
         self, connection: psycopg.Connection[Any], sql: str, rows: Sequence[Sequence[object]]
     ) -> None:
         with connection.cursor() as cursor:
-            cursor.executemany(_placeholders(sql), rows)
+            cursor.executemany(qmark_to_format(sql), rows)
 
     def _time(self, moment: datetime) -> datetime:
         return moment  # timestamptz: psycopg converts both ways

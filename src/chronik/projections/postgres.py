@@ -46,6 +46,7 @@ from chronik.projections.errors import ProjectionError
 from chronik.store import postgres_sql as store_sql
 from chronik.store.contract import EventStore, UnitOfWork
 from chronik.store.postgres import PostgresStore, PostgresUnitOfWork, _lock_key
+from chronik.store.postgres_sql import qmark_to_format
 
 
 class _Rows:
@@ -224,27 +225,6 @@ class _PooledReader:
     def executemany(self, sql: str, parameters: Any, /) -> None:
         with self._store.pooled_connection() as connection, connection.cursor() as cursor:
             cursor.executemany(sql, parameters)
-
-
-def qmark_to_format(statement: str) -> str:
-    """`?` placeholders to psycopg's `%s`, `%` to `%%`; quoted text and identifiers keep their `?`."""
-    out: list[str] = []
-    quote: str | None = None
-    for char in statement:
-        if char == "%":
-            out.append("%%")
-        elif quote is not None:
-            out.append(char)
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-            out.append(char)
-        elif char == "?":
-            out.append("%s")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 class PostgresDialect(Dialect):

@@ -33,6 +33,7 @@ import msgspec
 from chronik.errors import ChronikError, InvalidInput
 from chronik.events.envelope import format_timestamp, parse_timestamp
 from chronik.store import EventStore
+from chronik.store.postgres_sql import qmark_to_format
 
 SCOPES: Final = ("read", "append", "admin")
 TOKEN_PREFIX: Final = "chronik"
@@ -242,11 +243,11 @@ class PostgresKeyRing(SQLKeyRing):
 
     def _write(self, sql: str, params: Sequence[object]) -> int:
         with self.store.pooled_connection() as connection, connection.transaction():  # type: ignore[attr-defined]
-            return int(connection.execute(sql.replace("?", "%s"), params).rowcount)
+            return int(connection.execute(qmark_to_format(sql), params).rowcount)
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[str, ...]]:
         with self.store.pooled_connection() as connection:  # type: ignore[attr-defined]
-            rows: list[tuple[str, ...]] = connection.execute(sql.replace("?", "%s"), params).fetchall()
+            rows: list[tuple[str, ...]] = connection.execute(qmark_to_format(sql), params).fetchall()
             return rows
 
 

@@ -6,6 +6,7 @@ migrations, then the statements in the order an append uses them, then the reade
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 SCHEMA_VERSION: Final = 1
@@ -313,3 +314,28 @@ EXECUTE_INSERT_MANY: Final = "EXECUTE chronik_insert_many(%s, %s, %s, %s, %s, %s
 EXECUTE_READ_ALL: Final = "EXECUTE chronik_read_all(%s, %s, %s, %s)"
 EXECUTE_READ_PAYLOADS: Final = "EXECUTE chronik_payloads(%s, %s, %s); EXECUTE chronik_stream_exists(%s)"
 EXECUTE_LOAD_SNAPSHOT: Final = "EXECUTE chronik_load_snapshot(%s, %s, %s)"
+
+
+@functools.lru_cache(maxsize=1024)
+def qmark_to_format(statement: str) -> str:
+    """`?` placeholders to psycopg's `%s`, `%` to `%%`; quoted text and identifiers keep their `?`.
+
+    The layers above the store (consumer groups, projections, API keys) write their SQL once with
+    `?` for both databases; this is the one translation for PostgreSQL, cached per statement."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in statement:
+        if char == "%":
+            out.append("%%")
+        elif quote is not None:
+            out.append(char)
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)
