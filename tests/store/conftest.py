@@ -35,3 +35,16 @@ def store(pg_url: str) -> Iterator[PostgresStore]:
     assert isinstance(opened, PostgresStore)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def stores(pg_url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
+    """Two store objects on one fresh schema: two pools of connections, like two processes."""
+    from chronik import open_store
+    from chronik.store.postgres import PostgresStore
+
+    first, second = open_store(pg_url), open_store(pg_url)
+    assert isinstance(first, PostgresStore) and isinstance(second, PostgresStore)
+    yield first, second
+    first.close()
+    second.close()

@@ -5,22 +5,13 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from chronik import NewEvent, open_store
+from chronik import NewEvent
 from chronik.store import EventStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stores(pg_url: str) -> Iterator[tuple[EventStore, EventStore]]:
-    writer, reader = open_store(pg_url), open_store(pg_url)
-    yield writer, reader
-    writer.close()
-    reader.close()
 
 
 def measure_delivery(writer: EventStore, reader: EventStore, count: int, pause: float) -> list[float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -14,14 +13,6 @@ from chronik import NewEvent, open_store
 from chronik.store import EventStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stores(pg_url: str) -> Iterator[tuple[EventStore, EventStore]]:
-    first, second = open_store(pg_url), open_store(pg_url)
-    yield first, second
-    first.close()
-    second.close()
 
 
 def test_an_open_append_blocks_its_stream_only_and_holds_readers_at_its_position(
