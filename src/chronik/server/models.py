@@ -20,6 +20,10 @@ MAX_INT: Final = 2**62
 MAX_PAGE: Final = 1000
 MAX_BATCH: Final = 1000
 
+# An example's entity id in a URL or a body (a cart, an account, a video): it becomes part of a stream
+# name, so it is short and plain.
+EntityId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
 ExpectedVersionIn = Annotated[int, Field(ge=0, le=MAX_INT)] | Literal["any", "no_stream", "stream_exists"]
 
 

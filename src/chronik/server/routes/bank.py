@@ -29,6 +29,7 @@ from chronik.errors import AggregateNotFound
 from chronik.examples.bank import AccountBalances, Bank, CommandIdReused, CommandResult, Transfer, queries
 from chronik.projections import Projection, catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
+from chronik.server.models import EntityId
 from chronik.server.problems import Problem
 from chronik.server.routes.projections import projection_for
 
@@ -39,7 +40,6 @@ page = AppPage(
     description="The seed's bank: accounts, transfers, statements and balances over time.",
 )
 
-Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 CommandId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-/]+$")]
 Cents = Annotated[int, Field(ge=1, le=10**12)]
 Text = Annotated[str, Field(max_length=200)]
@@ -55,7 +55,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 class OpenAccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_id: Id
+    account_id: EntityId
     owner: Text = Field(min_length=1)
     command_id: CommandId
     overdraft_limit_cents: int = Field(default=0, ge=0, le=10**12)
@@ -76,11 +76,11 @@ class MoneyIn(BaseModel):
 class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transfer_id: Id = Field(
+    transfer_id: EntityId = Field(
         description="the transfer's id, also its command id: re-sending it changes nothing"
     )
-    source: Id
-    target: Id
+    source: EntityId
+    target: EntityId
     amount_cents: Cents
     reference: Text = ""
 
@@ -164,7 +164,7 @@ def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[s
 
 @router.get("/accounts/{account_id}", summary="An account's balance, now or as of a moment")
 def account_balance(
-    account_id: Id,
+    account_id: EntityId,
     state: StateDep,
     key: ReadKey,
     occurred_at: Annotated[
@@ -187,12 +187,12 @@ def account_balance(
 
 
 @router.post("/accounts/{account_id}/deposits", summary="Deposit money")
-def deposit(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def deposit(account_id: EntityId, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     return _move_money("deposit", account_id, body, state, key)
 
 
 @router.post("/accounts/{account_id}/withdrawals", summary="Withdraw money")
-def withdraw(account_id: Id, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def withdraw(account_id: EntityId, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """422 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
     return _move_money("withdraw", account_id, body, state, key)
 
@@ -217,7 +217,7 @@ def _move_money(
 
 @router.get("/accounts/{account_id}/statement", summary="A statement of a period, as known at a moment")
 def account_statement(
-    account_id: Id,
+    account_id: EntityId,
     state: StateDep,
     key: ReadKey,
     start: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
@@ -236,7 +236,7 @@ def account_statement(
 
 
 @router.get("/accounts/{account_id}/months", summary="Monthly summaries by business time")
-def account_months(account_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
+def account_months(account_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """From the `bank_monthly_statements` projection; 404 for an account that was never opened."""
     check_stream_access(key, f"account-{account_id}")
     if state.store.stream_version(f"account-{account_id}") is None:
@@ -301,7 +301,7 @@ def initiate_transfer(body: TransferIn, state: StateDep, key: AppendKey) -> dict
 
 
 @router.get("/transfers/{transfer_id}", summary="A transfer's status and its audit trail")
-def transfer_detail(transfer_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
+def transfer_detail(transfer_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """The trail is every event the transfer caused, in every stream, in log order (its correlation id)."""
     check_stream_access(key, f"transfer-{transfer_id}")
     transfer = Bank(state.store).transfer_state(transfer_id)

@@ -16,18 +16,17 @@ import chronik.examples.cart.projections  # noqa: F401 - registers carts_by_stat
 from chronik.domain import aggregates
 from chronik.examples.cart import Cart, Product, check_out
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
+from chronik.server.models import EntityId
 from chronik.server.routes.projections import projection_for
 
 router = APIRouter(prefix="/api/cart", tags=["cart example"])
 page = AppPage(name="cart", title="Cart", description="The seed's shopping cart: carts, products, checkout.")
 
-Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-
 
 class AddItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sku: Id
+    sku: EntityId
     quantity: int = Field(default=1, ge=1, le=1_000_000)
 
 
@@ -85,7 +84,7 @@ def _columns(state: ServerState, projection: str, table: str) -> list[tuple[str,
 
 
 @router.post("/carts/{cart_id}/items", summary="Add an item to a cart")
-def add_item(cart_id: Id, body: AddItemIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def add_item(cart_id: EntityId, body: AddItemIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Creates the cart on its first item."""
     check_stream_access(key, Cart.stream_name(cart_id))
     repository = aggregates.repository(state.store)
@@ -99,8 +98,8 @@ def add_item(cart_id: Id, body: AddItemIn, state: StateDep, key: AppendKey) -> d
 
 @router.delete("/carts/{cart_id}/items/{sku}", summary="Remove an item from a cart")
 def remove_item(
-    cart_id: Id,
-    sku: Id,
+    cart_id: EntityId,
+    sku: EntityId,
     state: StateDep,
     key: AppendKey,
     quantity: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
@@ -116,7 +115,7 @@ def remove_item(
 
 
 @router.post("/carts/{cart_id}/checkout", summary="Check a cart out at the current prices")
-def checkout(cart_id: Id, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def checkout(cart_id: EntityId, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Reads the prices and saves only if none changed meanwhile (retried on fresh prices otherwise)."""
     check_stream_access(key, Cart.stream_name(cart_id))
     cart, _ = check_out(aggregates.repository(state.store), cart_id, metadata={"actor": key.name})
@@ -124,7 +123,7 @@ def checkout(cart_id: Id, state: StateDep, key: AppendKey) -> dict[str, Any]:
 
 
 @router.put("/products/{sku}", summary="Create or update a product")
-def update_product(sku: Id, body: ProductIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def update_product(sku: EntityId, body: ProductIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     check_stream_access(key, Product.stream_name(sku))
     repository = aggregates.repository(state.store)
 

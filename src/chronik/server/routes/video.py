@@ -23,12 +23,12 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import Field
 
 from chronik.domain import aggregates
 from chronik.examples.video import BlobStore, Video, queries, retry_video, upload_video
 from chronik.projections import catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
+from chronik.server.models import EntityId
 from chronik.server.problems import Problem
 from chronik.server.routes.projections import projection_for
 
@@ -39,7 +39,6 @@ page = AppPage(
     description="The seed's video pipeline: uploads, transcoding workers, a live board with thumbnails.",
 )
 
-Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -127,7 +126,7 @@ def _video_out(state: ServerState, video_id: str) -> dict[str, Any]:
 
 
 @router.get("/videos/{video_id}", summary="One video: its state, outputs and timeline")
-def one_video(video_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
+def one_video(video_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Read from the video's own events, so exact at any moment; the timeline is every step, in order."""
     check_stream_access(key, Video.stream_name(video_id))
     out = _video_out(state, video_id)
@@ -136,7 +135,7 @@ def one_video(video_id: Id, state: StateDep, key: ReadKey) -> dict[str, Any]:
 
 
 @router.post("/videos/{video_id}/retry", summary="Retry a video that was parked as failed")
-def retry(video_id: Id, state: StateDep, key: AppendKey) -> dict[str, Any]:
+def retry(video_id: EntityId, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Records `VideoRetryRequested`: the workers try again, with fresh attempts. 422 unless parked."""
     check_stream_access(key, Video.stream_name(video_id))
     retry_video(state.store, video_id, requested_by=key.name or "api")
@@ -163,7 +162,7 @@ def _output(state: ServerState, video_id: str, which: str) -> Path:
 @router.get(
     "/videos/{video_id}/thumbnail", summary="The video's thumbnail (PNG)", response_class=FileResponse
 )
-def thumbnail(video_id: Id, state: StateDep, key: ReadKey) -> FileResponse:
+def thumbnail(video_id: EntityId, state: StateDep, key: ReadKey) -> FileResponse:
     check_stream_access(key, Video.stream_name(video_id))
     return FileResponse(
         _output(state, video_id, "thumbnail"),
@@ -175,7 +174,7 @@ def thumbnail(video_id: Id, state: StateDep, key: ReadKey) -> FileResponse:
 @router.get(
     "/videos/{video_id}/output", summary="The transcoded video (360p H.264 MP4)", response_class=FileResponse
 )
-def output(video_id: Id, state: StateDep, key: ReadKey) -> FileResponse:
+def output(video_id: EntityId, state: StateDep, key: ReadKey) -> FileResponse:
     check_stream_access(key, Video.stream_name(video_id))
     return FileResponse(
         _output(state, video_id, "output"),
