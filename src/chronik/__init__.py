@@ -20,6 +20,7 @@ from chronik.errors import (
     InvalidStreamName,
     StoreUnavailable,
     StreamNotFound,
+    WriteOrderConflict,
     WrongExpectedVersion,
 )
 from chronik.events import (
@@ -54,6 +55,7 @@ __all__ = [
     "StoreUnavailable",
     "StreamNotFound",
     "StreamState",
+    "WriteOrderConflict",
     "WrongExpectedVersion",
     "open_store",
     "system_clock",

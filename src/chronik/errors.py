@@ -133,6 +133,26 @@ class TransactionAborted(ChronikError):
     """A unit of work whose earlier step failed may only be rolled back, never committed."""
 
 
+class WriteOrderConflict(ChronikError):
+    """A unit of work could not append to a stream without breaking its order in the global log.
+
+    Within one stream, global order equals version order. On PostgreSQL a unit of work takes its
+    place in the global order at its first write; if a writer that took its place later has since
+    appended to another stream this unit of work then appends to, its events cannot go after
+    them. Nothing was written (the unit of work is rolled back): run it again. Declaring the
+    streams first (`uow.lock_streams([...])`, as `append_many` does) avoids it.
+    """
+
+    retryable = True
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        super().__init__(
+            f"stream {stream!r} was appended to by a unit of work that began after this one; appending "
+            "after it would break the stream's global order: nothing was written, retry the unit of work"
+        )
+
+
 class EventDecodingError(ChronikError):
     """A recorded event could not be turned back into its typed class; the event itself is untouched."""
 

@@ -226,6 +226,7 @@ class Repository:
             result = self.store.append(aggregate.stream, events, expected)
         else:
             with self.store.transaction() as uow:
+                uow.lock_streams([aggregate.stream, *(other.stream for other in read)])
                 for other in read:  # an empty append only checks the expected version
                     uow.append(other.stream, [], NO_STREAM if other.version is None else other.version)
                 result = uow.append(aggregate.stream, events, expected)

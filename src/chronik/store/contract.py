@@ -5,6 +5,15 @@ The guarantees, in one place:
 * **Append-only.** Events are never updated or deleted by normal operation.
 * **Per-stream order.** A stream's events have versions 0, 1, 2, ... with no gaps. The database
   enforces it (a unique constraint on stream and version), not only Python.
+* **Every stream in order in the global log.** Within one stream, global order equals version
+  order: a reader of `read_all` (and every subscription, group and projection built on it) sees
+  each stream's versions 0, 1, 2, ... in that order, whatever the expectation mode (`ANY`,
+  `STREAM_EXISTS`, `NO_STREAM`, exact), for single appends, batches, `append_many` and units of
+  work that append to several streams. A unit of work that cannot keep it (PostgreSQL: another
+  writer that took its place in the global order later appended first to a stream this unit of
+  work then appends to) raises `WriteOrderConflict` and writes nothing; `uow.lock_streams` first
+  (as `append_many` does) rules that out. Proven by `tests/contract/test_stream_order.py` and the
+  fault-history checker (`tests/history/`).
 * **Expected version.** `append` checks the stream's version against `expected_version`
   (`ANY`, `NO_STREAM`, `STREAM_EXISTS` or an exact version) in the same transaction as the
   insert; a mismatch raises `WrongExpectedVersion` and writes nothing.
@@ -200,6 +209,27 @@ class UnitOfWork(abc.ABC):
             self._aborted = True
             raise
 
+    def lock_streams(self, streams: Sequence[str]) -> None:
+        """Declare, before the first append, the streams this unit of work will append to.
+
+        Within one stream, global order equals version order. A backend whose units of work take
+        their place in the global order at their first write (PostgreSQL) locks these streams
+        first, so that appending to any of them later in this unit of work cannot meet a
+        `WriteOrderConflict`. Where one write lock covers the whole store (SQLite, memory) there
+        is nothing to do. `append_many` calls it. The streams are locked in name order; a unit of
+        work that appends to several streams without declaring them should append in name order
+        too, or two such units of work can deadlock (a retryable `StoreUnavailable`).
+        """
+        names = sorted({check_stream_name(stream) for stream in streams})
+        try:
+            self._lock_streams(names)
+        except BaseException:
+            self._aborted = True
+            raise
+
+    def _lock_streams(self, streams: list[str]) -> None:  # noqa: B027 - nothing to do by default
+        """Lock `streams` (checked, sorted, distinct) for this unit of work's appends."""
+
     def save_checkpoint(self, name: str, position: int) -> None:
         """Record that the named reader has handled everything up to `position`, in this transaction."""
         try:
@@ -265,6 +295,7 @@ class EventStore(abc.ABC):
             check_expected_version(request.expected_version)
             self.encode_batch(request.events)
         with self.transaction() as uow:
+            uow.lock_streams([r.stream for r in requests])
             return [uow.append(r.stream, r.events, r.expected_version) for r in requests]
 
     def add_append_hook(self, hook: AppendHook) -> Callable[[], None]:

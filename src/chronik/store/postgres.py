@@ -15,7 +15,10 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
   writing to this schema (a look at the lock table, refreshed at most every 50 ms when a read
   finds nothing new). No lock is shared by all writers until commit; only writers of the same
   stream take turns (an advisory lock per stream; the unique index on stream and version stays the
-  last word). Positions are not contiguous. A transaction writes at most 2**20 events. The price:
+  last word). The stream's lock is granted before the transaction takes its id, so a stream's
+  later versions always get higher positions (see SQL_LOCK_STREAM; a unit of work appending to a
+  further stream after its position was fixed checks the tip instead and may raise
+  `WriteOrderConflict`). Positions are not contiguous. A transaction writes at most 2**20 events. The price:
   while a unit of work on this schema runs, readers stop at its position; keep units of work short.
   Other programs' transactions on the same server hold readers back for 50 ms at most.
 * **recorded_at never decreases along the global order, exactly.** It is fixed once per
@@ -79,6 +82,7 @@ from chronik.errors import (
     StoreUnavailable,
     StreamNotFound,
     UnsupportedStoreURL,
+    WriteOrderConflict,
     WrongExpectedVersion,
 )
 from chronik.events.chain import GENESIS, event_hash
@@ -187,31 +191,49 @@ class PostgresUnitOfWork(UnitOfWork):
         """True once the transaction has begun (at its first write)."""
         return self._base_position is not None
 
-    def _fix_position(self, then: str = "", params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    def _fix_position(
+        self,
+        then: str = "",
+        params: Sequence[Any] = (),
+        *,
+        before: str = "",
+        before_params: Sequence[Any] = (),
+    ) -> tuple[Any, ...] | None:
         """Begin the transaction with `fix_position()`; run the statements `then` in the same round trip.
 
-        Returns the first row of the last statement of `then` (None without `then`).
+        `before` runs between BEGIN and `fix_position()`: the stream locks, which must be granted
+        before the transaction takes its id (see SQL_LOCK_STREAM). Returns the first row of the
+        last statement of `then` (None without `then`).
         """
         cursor = self._cursor
         if self._base_position is None:
             micros = _micros(self.store.clock())
             cursor.execute(
-                f"BEGIN; {q.EXECUTE_FIX}{'; ' + then if then else ''}",
-                (self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
+                f"BEGIN; {before + '; ' if before else ''}{q.EXECUTE_FIX}{'; ' + then if then else ''}",
+                (*before_params, self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
             )
             cursor.nextset()  # past BEGIN
+            if before:
+                cursor.nextset()  # past the locks
             fixed = cursor.fetchone()
             assert fixed is not None
             transaction_id, recorded_micros = fixed
             self._base_position = transaction_id << q.POSITION_SHIFT
             self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
-        elif then:
-            cursor.execute(then, params)
+        elif before or then:
+            cursor.execute("; ".join(part for part in (before, then) if part), (*before_params, *params))
         else:
             return None
         while cursor.nextset():
             pass
         return cursor.fetchone()
+
+    def _lock_streams(self, streams: list[str]) -> None:
+        """Lock the streams now, in a deadlock-free order (SQL_LOCK_STREAMS), and begin the transaction
+        after the locks when it has not begun: its appends to them can then never meet a
+        `WriteOrderConflict`."""
+        if streams:
+            self._fix_position(before=q.EXECUTE_LOCK_MANY, before_params=(self.store.clock_lock_key, streams))
 
     def _append_encoded(
         self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
@@ -222,8 +244,12 @@ class PostgresUnitOfWork(UnitOfWork):
                 f"this one has {self._next_index} and the append adds {len(batch)}"
             )
         first_id = batch[0].event_id if batch else None
+        # The stream's lock first, then (in a new transaction) the position, then the tip.
         row = self._fix_position(
-            q.EXECUTE_LOCK_AND_TIP, (stream, self.store.clock_lock_key, first_id, stream)
+            q.EXECUTE_TIP,
+            (first_id, stream),
+            before=q.EXECUTE_LOCK,
+            before_params=(stream, self.store.clock_lock_key),
         )
         assert row is not None
         actual: int | None = row[0]
@@ -239,8 +265,13 @@ class PostgresUnitOfWork(UnitOfWork):
             if retry is not None:
                 return retry
             raise WrongExpectedVersion(stream, expected, actual)
-
         assert self._base_position is not None
+        if row[3] is not None and row[3] >= self._base_position + q.MAX_EVENTS_PER_TRANSACTION:
+            # The tip was written by a transaction with a higher id (one that took this stream's
+            # lock after this unit of work took its position): going after it would put a higher
+            # version at a lower position.
+            raise WriteOrderConflict(stream)
+
         recorded_at = self._recorded_at
         recorded_text = format_timestamp(recorded_at)
         first_version = -1 if actual is None else actual

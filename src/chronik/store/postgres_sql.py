@@ -110,15 +110,32 @@ SQL_FIX_POSITION: Final = "SELECT transaction_id, recorded_micros FROM fix_posit
 # other. A transaction-level advisory lock on the stream name's 64-bit hash (seeded per schema) is
 # held until commit or rollback; two names that share a hash only wait for each other needlessly.
 # No row is written for it: an append writes only its events.
+#
+# Guarantee: within one stream, global order equals version order. A transaction's positions come
+# from its id (fix_position), so the stream's lock must be granted BEFORE the id is taken: the
+# previous holder had its id before it committed and released the lock, so the next holder's id,
+# taken after, is higher, and its versions land at higher positions. An append's first message is
+# therefore `BEGIN; lock the stream; fix_position(); read the tip`. A unit of work whose position
+# is already fixed when it appends to a further stream takes that stream's lock and compares the
+# tip's position with its own range: a tip above it was written by a later transaction, and the
+# append is refused with WriteOrderConflict (nothing written) instead of breaking the order.
 SQL_LOCK_STREAM: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))"
+# Several streams at once (`append_many`, `uow.lock_streams`), before the position is fixed, in
+# the order given: the caller sorts the names, so that two transactions locking overlapping sets
+# (or a unit of work appending in name order) take their locks in one order and never deadlock.
+# The outer SELECT calls the lock function in the subquery's row order.
+SQL_LOCK_STREAMS: Final = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(name, %s))) "
+    "FROM (SELECT name FROM unnest(%s::text[]) WITH ORDINALITY AS given(name, n) ORDER BY n) AS names"
+)
 # Sent in the same message right after SQL_LOCK_STREAM, so it runs after the lock is granted, with
 # a fresh READ COMMITTED snapshot: it sees the previous holder's committed events (the lock is
 # released only after a commit is visible). The EXISTS tells an `ANY`/`STREAM_EXISTS` retry from
-# a new append without another round trip.
+# a new append without another round trip; the tip's position is the order check's input.
 SQL_STREAM_TIP: Final = (
-    "SELECT tip.stream_version, tip.event_hash, EXISTS (SELECT 1 FROM events WHERE event_id = %s) "
-    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT stream_version, event_hash FROM events "
-    "WHERE stream_name = %s ORDER BY stream_version DESC LIMIT 1) AS tip ON true"
+    "SELECT tip.stream_version, tip.event_hash, EXISTS (SELECT 1 FROM events WHERE event_id = %s), "
+    "tip.global_position FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT stream_version, event_hash, "
+    "global_position FROM events WHERE stream_name = %s ORDER BY stream_version DESC LIMIT 1) AS tip ON true"
 )
 # The column list of every insert; one event per statement: SQL_INSERT_ONE (prepared).
 SQL_INSERT_EVENTS: Final = (
@@ -294,6 +311,7 @@ def _numbered(statement: str) -> str:
 PREPARE_STATEMENTS: Final = (
     f"PREPARE chronik_fix(bigint, bigint, bigint) AS {_numbered(SQL_FIX_POSITION)}",
     f"PREPARE chronik_lock(text, bigint) AS {_numbered(SQL_LOCK_STREAM)}",
+    f"PREPARE chronik_lock_many(bigint, text[]) AS {_numbered(SQL_LOCK_STREAMS)}",
     f"PREPARE chronik_tip(uuid, text) AS {_numbered(SQL_STREAM_TIP)}",
     "PREPARE chronik_insert_one(bigint, uuid, text, bigint, text, text, integer, json, json, "
     f"timestamptz, timestamptz, text) AS {_numbered(SQL_INSERT_ONE)}",
@@ -306,7 +324,9 @@ PREPARE_STATEMENTS: Final = (
     f"PREPARE chronik_load_snapshot(text, integer, bigint) AS {_numbered(SQL_LOAD_SNAPSHOT)}",
 )
 EXECUTE_FIX: Final = "EXECUTE chronik_fix(%s, %s, %s)"
-EXECUTE_LOCK_AND_TIP: Final = "EXECUTE chronik_lock(%s, %s); EXECUTE chronik_tip(%s, %s)"
+EXECUTE_LOCK: Final = "EXECUTE chronik_lock(%s, %s)"
+EXECUTE_LOCK_MANY: Final = "EXECUTE chronik_lock_many(%s, %s)"
+EXECUTE_TIP: Final = "EXECUTE chronik_tip(%s, %s)"
 EXECUTE_INSERT_ONE: Final = "EXECUTE chronik_insert_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 # Parameters in SQL_INSERT_MANY's order (recorded_at twice: the column and occurred_at's default).
 EXECUTE_INSERT_MANY: Final = "EXECUTE chronik_insert_many(%s, %s, %s, %s, %s, %s, %s)"

@@ -428,6 +428,7 @@ class VideoWorker:
                 if self.before_write is not None:
                     self.before_write(stage, attempt)
                 with self.store.transaction() as uow:
+                    uow.lock_streams([video.stream])  # before the fence's write: see WriteOrderConflict
                     self.coordinator.commit(
                         uow,
                         self.group,
