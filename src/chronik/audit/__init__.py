@@ -1,6 +1,14 @@
 """Audit: the trail of one operation (`trace`) and tamper evidence (`seal`, `verify`)."""
 
-from chronik.audit.seals import Break, TamperDetected, VerifyReport, seal, verify
+from chronik.audit.chains import Break
+from chronik.audit.seals import TamperDetected, VerifyReport, seal, verify
 from chronik.audit.trace import trace
 
-__all__ = ["Break", "TamperDetected", "VerifyReport", "seal", "trace", "verify"]
+__all__ = [
+    "Break",
+    "TamperDetected",
+    "VerifyReport",
+    "seal",
+    "trace",
+    "verify",
+]

@@ -2,11 +2,12 @@
 
 Two layers, each catching what the other cannot:
 
-* **The chains** (computed at append, `chronik.events.chain`): each event's hash covers its stored
-  text and the previous event of its stream. Recomputing them names the exact event that was
-  edited, and a version gap or an out-of-order version names the stream where events were
-  deleted or moved. They are per stream, so writers of different streams never wait on each
-  other for them.
+* **The chains** (computed at append, `chronik.events.chain`; checked by `chronik.audit.chains`):
+  each event's hash covers its stored text and the previous event of its stream. Recomputing
+  them, in each stream's version order, names the exact event that was edited, a version absent
+  from its stream (deleted), and a stream whose versions are out of global order (reordered:
+  every event intact, an ordering fault). They are per stream, so writers of different streams
+  never wait on each other for them.
 * **The seals** (this module, never on the append path): a seal folds the event hashes of a range
   of global positions, in global order, with each position, and chains to the previous seal. An
   edit whose attacker also rewrote the hashes after it, the deletion of a stream's last event,
@@ -16,8 +17,9 @@ Two layers, each catching what the other cannot:
 
 What no check inside the database can catch is a rewrite of everything, seals included: publish
 the latest seal hash somewhere else (a ticket, a chat, a notary); `verify` prints it.
-Sealing runs on demand (`chronik seal`, e.g. from cron) and at the end of every clean `verify`.
-Events appended since the last seal are covered by their chains only.
+Sealing runs on demand (`chronik seal`, e.g. from cron) and at the end of every `verify` that
+found nothing worse than an ordering fault. Events appended since the last seal are covered by
+their chains only.
 
 The memory store keeps no hashes: it has no tamper evidence (nothing outlives its process).
 """
@@ -30,15 +32,22 @@ from typing import Final
 
 import msgspec
 
+from chronik.audit.chains import ORDER_KINDS, READ_BATCH, Break, ChainCheck
 from chronik.errors import ChronikError
-from chronik.events.chain import GENESIS, event_hash
 from chronik.events.envelope import format_timestamp
 from chronik.projections.dialect import ChainRow, Dialect, SealRow, SQLConnection, dialect_for
 from chronik.store.contract import EventStore
 
 DEFAULT_SEAL_EVENTS: Final = 10_000
-READ_BATCH: Final = 5_000
 FIRST_SEAL_PREVIOUS: Final = ""
+
+__all__ = [  # Break is `chronik.audit.chains`'s, named here too beside what reports it
+    "Break",
+    "TamperDetected",
+    "VerifyReport",
+    "seal",
+    "verify",
+]
 
 Progress = Callable[[int, int], None]
 """`progress(events_checked, events_total)` after each batch: counted in events, not positions."""
@@ -50,42 +59,6 @@ class TamperDetected(ChronikError):
     def __init__(self, first: Break) -> None:
         self.first = first
         super().__init__(f"refusing to seal a broken log: {first.describe()}")
-
-
-class Break(msgspec.Struct, frozen=True):
-    """One place where the log is not what was written.
-
-    `kind`: "edited" (an event's hash does not match its stored text), "missing" (versions skip:
-    events deleted), "reordered" (versions or times out of order in the global order), "seal"
-    (a seal's range no longer folds to its hash: its position range is all we know), "seals"
-    (the seal table itself was altered), "truncated" (sealed events at the end are gone).
-    """
-
-    kind: str
-    detail: str
-    position: int | None = None
-    stream: str | None = None
-    stream_version: int | None = None
-    seal_no: int | None = None
-    to_position: int | None = None  # the end of a seal's range
-
-    def describe(self) -> str:
-        place = []
-        if self.stream is not None:
-            place.append(f"stream {self.stream!r}")
-        if self.stream_version is not None:
-            place.append(f"version {self.stream_version}")
-        if self.position is not None:
-            place.append(f"position {self.position}")
-        if self.seal_no is not None:
-            place.append(f"seal #{self.seal_no}")
-        return f"{self.kind} at {', '.join(place)}: {self.detail}"
-
-    def sort_key(self) -> tuple[int, int]:
-        """Earliest first; a seal's break counts at the end of its range, so a precise break inside
-        that range (which names the stream and event) comes first."""
-        at = self.to_position if self.to_position is not None else self.position
-        return (at if at is not None else 2**62, 0 if self.stream else 1)
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
@@ -100,6 +73,12 @@ class VerifyReport(msgspec.Struct, frozen=True):
     @property
     def ok(self) -> bool:
         return not self.breaks
+
+    @property
+    def tampered(self) -> bool:
+        """Whether some break is more than an ordering fault: an event edited, deleted or inserted,
+        or the seals altered. False for a log whose only faults are events out of global order."""
+        return any(found.kind not in ORDER_KINDS for found in self.breaks)
 
     @property
     def first_break(self) -> Break | None:
@@ -123,86 +102,6 @@ def finish(digest: hashlib._Hash, to_position: int, event_count: int) -> str:
     return digest.hexdigest()
 
 
-class _Chains:
-    """Walks events in global order and checks each stream's chain; remembers every stream's tip."""
-
-    def __init__(self, lookup: Callable[[str, int], str | None] | None = None) -> None:
-        self.tips: dict[str, tuple[int, str]] = {}
-        self.lookup = lookup  # the stored hash of (stream, version) before the walked range, if any
-        self.breaks: list[Break] = []
-        self.last_recorded = ""
-        self.last_position = 0
-
-    def check(self, row: ChainRow) -> None:
-        position, event_id, stream, version, event_type, schema_version = row[:6]
-        recorded_at, occurred_at, metadata, data, stored = row[6:]
-        if recorded_at < self.last_recorded:
-            self.breaks.append(
-                Break(
-                    "reordered",
-                    f"recorded at {recorded_at}, before the event at position {self.last_position} "
-                    f"({self.last_recorded}): events were moved in the global order",
-                    position,
-                    stream,
-                    version,
-                )
-            )
-        self.last_recorded, self.last_position = max(recorded_at, self.last_recorded), position
-        tip = self.tips.get(stream)
-        previous: str | None
-        if tip is not None:
-            expected_version, previous = tip[0] + 1, tip[1]
-        elif version == 0:
-            expected_version, previous = 0, GENESIS
-        else:
-            expected_version = version
-            previous = self.lookup(stream, version - 1) if self.lookup is not None else None
-            if previous is None:
-                self.breaks.append(
-                    Break(
-                        "missing",
-                        f"no version {version - 1} precedes it in the global order: "
-                        "events were deleted or moved",
-                        position,
-                        stream,
-                        version,
-                    )
-                )
-        if version != expected_version:
-            kind = "missing" if version > expected_version else "reordered"
-            detail = f"version {version} follows version {expected_version - 1}: " + (
-                "events were deleted" if kind == "missing" else "versions are out of global order"
-            )
-            self.breaks.append(Break(kind, detail, position, stream, version))
-            previous = None  # no trustworthy predecessor: check the next events against this one
-        if previous is not None:
-            computed = event_hash(
-                previous,
-                event_id,
-                stream,
-                version,
-                event_type,
-                schema_version,
-                recorded_at,
-                occurred_at,
-                metadata,
-                data,
-            )
-            if computed != stored:
-                self.breaks.append(
-                    Break(
-                        "edited",
-                        "the stored event does not match its hash (its data, metadata, type, times or "
-                        "id were changed, or its predecessor's hash was rewritten)",
-                        position,
-                        stream,
-                        version,
-                    )
-                )
-        if tip is None or version > tip[0]:
-            self.tips[stream] = (version, stored)
-
-
 def verify(
     store: EventStore,
     *,
@@ -211,6 +110,9 @@ def verify(
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Recompute every chain and every seal in one pass over the log; then seal the tail if all is well.
+
+    Sealing happens unless `seal_after` is False or the report is `tampered` (ordering faults
+    alone do not stop it: they stay visible in the log itself, sealed or not).
 
     Reads only (in batches, never holding the write lock) until the optional sealing at the end.
     """
@@ -224,8 +126,8 @@ def verify(
     total = dialect.count_events(connection, 0, head) if progress is not None else 0
     if progress is not None:
         progress(0, total)  # before any batch: a bar starts its clock here
-    chains = _Chains()
-    breaks = chains.breaks
+    chains = ChainCheck(dialect, connection)
+    breaks: list[Break] = []
     _check_seal_table(seals, breaks)
 
     events = 0
@@ -261,6 +163,8 @@ def verify(
                 tail.add(current, row[10])
         if progress is not None:
             progress(events, max(total, events))
+    chains.finish()
+    breaks.extend(chains.breaks)
     while seal_index < len(seals):
         assert digest is not None
         _close_seal(seals[seal_index], digest, in_seal, breaks)
@@ -277,14 +181,14 @@ def verify(
             )
         )
     added: list[SealRow] = []
-    if seal_after and not breaks:
+    if seal_after and not any(found.kind not in ORDER_KINDS for found in breaks):
         added = tail.close()
         if added:
             _insert(store, dialect, added)
     all_seals = seals + added
     return VerifyReport(
         events=events,
-        streams=len(chains.tips),
+        streams=chains.streams,
         head=head,
         seals_verified=len(seals),
         seals_added=len(added),
@@ -343,8 +247,10 @@ def seal(
 ) -> list[SealRow]:
     """Seal every event not yet sealed, in ranges of at most `max_events` events; returns the new seals.
 
-    The events are read and checked against their chains first (a broken range raises
-    `TamperDetected` instead of being sealed); only the inserts take the write lock, briefly.
+    The events are read and checked against their chains first (a range with an edited or
+    deleted event raises `TamperDetected` instead of being sealed; events out of global order
+    are sealed as they are, and `verify` keeps naming them); only the inserts take the write
+    lock, briefly.
     """
     if max_events < 1:
         raise ChronikError("max_events must be at least 1")
@@ -355,15 +261,17 @@ def seal(
     previous_hash = seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS
     next_no = (seals[-1].seal_no + 1) if seals else 1
     start = (seals[-1].to_position + 1) if seals else 1
-    chains = _Chains(lookup=lambda stream, version: dialect.stored_event_hash(connection, stream, version))
+    chains = ChainCheck(dialect, connection)
     builder = _SealBuilder(next_no, start, previous_hash, max_events)
     for rows in _chain_pages(dialect, connection, start, head):
         for row in rows:
             chains.check(row)
             builder.add(row[0], row[10])
+    chains.finish()
     new = builder.close()
-    if chains.breaks:
-        raise TamperDetected(min(chains.breaks, key=Break.sort_key))
+    broken = [found for found in chains.breaks if found.kind not in ORDER_KINDS]
+    if broken:
+        raise TamperDetected(min(broken, key=Break.sort_key))
     if new:
         _insert(store, dialect, new)
     return new

@@ -3,7 +3,10 @@
 Mounted by the main app (`chronik.cli.app`); `python -m chronik.cli.projections` runs them alone.
 Exit codes: 0 all is well; 1 the answer is "no" (rows differ, the log was tampered with, no
 events found); 2 the command could not run (a user mistake or an unreachable store), always
-with one line saying why, never a traceback.
+with one line saying why, never a traceback. `verify` adds 3: the log is intact (every event
+present and unchanged) but some stream's events are out of global order, which breaks the store
+contract: an ordering fault (a store defect, or rows moved by hand before they were sealed), not
+an edit, and monitoring may page someone else for it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from chronik.audit import TamperDetected
+from chronik.audit import Break, TamperDetected, VerifyReport
 from chronik.audit import seal as seal_log
 from chronik.audit import trace as trace_operation
 from chronik.audit import verify as verify_log
+from chronik.audit.chains import ORDER_KINDS
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.cli.stores import missing_sqlite_file
 from chronik.errors import ChronikError
@@ -63,6 +67,9 @@ from chronik.store import EventStore, default_store_url, open_store
 
 BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
 MODULES_VARIABLE: Final = "CHRONIK_PROJECTION_MODULES"
+EXIT_TAMPERED: Final = 1
+EXIT_OUT_OF_ORDER: Final = 3
+SHOWN_BREAKS: Final = 20
 
 projections_app = typer.Typer(
     help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True
@@ -482,26 +489,29 @@ def verify_command(
     ] = False,
     seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS,
 ) -> None:
-    """Recompute every hash chain and seal; report the first place the log was altered (exit 1)."""
+    """Recompute every hash chain and seal; report where the log was altered (exit 1) or is out of
+    order (exit 3)."""
     with _store(store_url) as store:
         with _progress("verify") as progress:
             report = verify_log(store, seal_after=not no_seal, max_events=seal_size, progress=progress)
         console = _out()
+        if report.tampered:
+            _print_breaks(console, report, "[bold red]TAMPERED[/]")
+            raise typer.Exit(EXIT_TAMPERED)
         if not report.ok:
-            first = report.first_break
-            assert first is not None
+            _print_breaks(console, report, "[bold yellow]OUT OF ORDER[/]")
             console.print(
-                f"[bold red]TAMPERED[/]: {len(report.breaks)} problem(s); the first: {first.describe()}",
+                "every event is present and unchanged, but these streams' events are not in global "
+                "order (the store contract): an ordering fault of the log (a store defect, or rows "
+                "moved by hand before they were sealed), not an edit or a deletion",
                 highlight=False,
             )
-            for found in report.breaks[1:20]:
-                console.print(f"  also: {found.describe()}", highlight=False, markup=False)
-            raise typer.Exit(1)
-        console.print(
-            f"OK: {report.events} events in {report.streams} streams; {report.seals_verified} seal(s) "
-            f"verified, {report.seals_added} added",
-            highlight=False,
-        )
+        else:
+            console.print(
+                f"OK: {report.events} events in {report.streams} streams; {report.seals_verified} "
+                f"seal(s) verified, {report.seals_added} added",
+                highlight=False,
+            )
         if report.last_seal is not None:
             last = report.last_seal
             console.print(
@@ -509,6 +519,26 @@ def verify_command(
                 "keep this hash somewhere else: it anchors everything before it",
                 highlight=False,
             )
+        if not report.ok:
+            raise typer.Exit(EXIT_OUT_OF_ORDER)
+
+
+def _print_breaks(console: Console, report: VerifyReport, verdict: str) -> None:
+    """The verdict with the first break that makes it (a tampered log's first edit or deletion,
+    not an ordering fault before it), then the others in log order."""
+    first = min(
+        (found for found in report.breaks if found.kind not in ORDER_KINDS or not report.tampered),
+        key=Break.sort_key,
+    )
+    console.print(
+        f"{verdict}: {len(report.breaks)} problem(s); the first: {first.describe()}",
+        highlight=False,
+    )
+    others = [found for found in report.breaks if found is not first]
+    for found in others[: SHOWN_BREAKS - 1]:
+        console.print(f"  also: {found.describe()}", highlight=False, markup=False)
+    if len(others) >= SHOWN_BREAKS:
+        console.print(f"  ... and {len(others) - SHOWN_BREAKS + 1} more")
 
 
 def seal_command(store_url: StoreOption = None, seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS) -> None:

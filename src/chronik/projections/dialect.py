@@ -119,7 +119,8 @@ class Dialect(abc.ABC):
     SQL_ADVANCE_INLINE: ClassVar[str]  # checkpoint = max(checkpoint, ?): the larger-of function differs
     SQL_TABLES_LIKE: ClassVar[str]  # table names LIKE ?, from the database's own catalog
     SQL_CREATE_SEALS: ClassVar[str]
-    SQL_CHAIN_ROWS: ClassVar[str]
+    SQL_CHAIN_ROWS: ClassVar[str]  # [from, to] positions, in global order, at most `limit`
+    SQL_STREAM_CHAIN_ROWS: ClassVar[str]  # one stream's [from, to] versions, in version order
 
     # chronik's own tables, with each dialect's column types filled in (`{text}`, `{integer}`, `{bigint}`).
     CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
@@ -189,7 +190,9 @@ class Dialect(abc.ABC):
         "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
         "seal_hash, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
-    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
+    SQL_EVENT_AT: Final = (
+        "SELECT global_position, event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
+    )
 
     def __init__(self) -> None:
         self._translated: dict[str, str] = {}
@@ -251,10 +254,10 @@ class Dialect(abc.ABC):
         """True when `error` says a table was dropped under a statement (a swap): worth one more try."""
 
     @abc.abstractmethod
-    def chain_rows(
-        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    def _chain_rows(
+        self, connection: SQLConnection, statement: str, parameters: Sequence[Any]
     ) -> list[ChainRow]:
-        """Events as stored, exactly what their hashes cover, from `from_position` in global order."""
+        """The rows of `SQL_CHAIN_ROWS` or `SQL_STREAM_CHAIN_ROWS`, times as the append wrote them."""
 
     @abc.abstractmethod
     def _rows_if_table(
@@ -366,9 +369,23 @@ class Dialect(abc.ABC):
         # SealRow's fields are in the INSERT's column order.
         connection.execute(self.sql(self.SQL_INSERT_SEAL), msgspec.structs.astuple(seal))
 
-    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
-        row = connection.execute(self.sql(self.SQL_EVENT_HASH_AT), (stream, version)).fetchone()
-        return None if row is None else str(row[0])
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]:
+        """Events as stored, exactly what their hashes cover, from `from_position` in global order."""
+        return self._chain_rows(connection, self.SQL_CHAIN_ROWS, (from_position, to_position, limit))
+
+    def stream_chain_rows(
+        self, connection: SQLConnection, stream: str, from_version: int, to_version: int, limit: int
+    ) -> list[ChainRow]:
+        """One stream's events as stored, from `from_version` in version order (the chain's own order)."""
+        parameters = (stream, from_version, to_version, limit)
+        return self._chain_rows(connection, self.SQL_STREAM_CHAIN_ROWS, parameters)
+
+    def stored_event(self, connection: SQLConnection, stream: str, version: int) -> tuple[int, str] | None:
+        """(global position, stored hash) of one version of a stream, or None when it is absent."""
+        row = connection.execute(self.sql(self.SQL_EVENT_AT), (stream, version)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
 
 def _now() -> str:
