@@ -241,5 +241,7 @@ def test_break_kinds_are_documented() -> None:
         "seal",
         "seals",
         "truncated",
+        "signature",
+        "expected-seal",
     ):
         assert f'"{kind}"' in (Break.__doc__ or "") and f"`{kind}`" in doc, kind

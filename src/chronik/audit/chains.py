@@ -45,7 +45,9 @@ class Break(msgspec.Struct, frozen=True):
     absent from its stream: events deleted), "reordered" (a stream's versions, or the times, are
     out of global order: an ordering fault, no event changed), "seal" (a seal's range no longer
     folds to its hash: its position range is all we know), "seals" (the seal table itself was
-    altered), "truncated" (sealed events at the end are gone).
+    altered), "truncated" (sealed events at the end are gone), "signature" (a seal is unsigned or
+    its signature does not verify), "expected-seal" (a seal the caller kept elsewhere is gone or
+    differs).
     """
 
     kind: str

@@ -271,6 +271,7 @@ class PostgresDialect(Dialect):
     SQL_BATCH_ROLLBACK: Final = "ROLLBACK TO SAVEPOINT chronik_batch"
 
     SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
+    SQL_ADD_SEAL_SIGNATURE: ClassVar[str] = Dialect.ADD_SEAL_SIGNATURE.format(**COLUMN_TYPES)
     # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
     # byte, and times are formatted the way the append formatted them. In global order ...
     CHAIN_COLUMNS: ClassVar[str] = (

@@ -38,6 +38,7 @@ class SQLiteDialect(Dialect):
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\' ORDER BY name"
     )
     SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
+    SQL_ADD_SEAL_SIGNATURE: ClassVar[str] = Dialect.ADD_SEAL_SIGNATURE.format(**COLUMN_TYPES)
     # Exactly the stored text the hash was computed over (events/chain.py), in global order ...
     CHAIN_COLUMNS: ClassVar[str] = (
         "SELECT global_position, event_id, stream_name, stream_version, event_type, schema_version, "
