@@ -46,3 +46,16 @@ def table_names(store: EventStore) -> list[str]:
 def log_positions(store: EventStore) -> list[int]:
     """The global positions of the whole log, in order: on PostgreSQL they are not 1, 2, 3, ..."""
     return [event.global_position for event in store.read_all()]
+
+
+def tamper(store: EventStore, statement: str, *parameters: object) -> None:
+    """`execute_behind_the_store`, which must change something (a tampering that misses is a test bug)."""
+    assert execute_behind_the_store(store, statement, parameters) >= 1, "the tampering changed nothing"
+
+
+def swap_positions(store: EventStore, a: int, b: int) -> None:
+    """Exchange the global positions of two rows (their order in the log), nothing else: no hash is
+    recomputed, so each event's text and chain link are what the store wrote."""
+    tamper(store, "UPDATE events SET global_position = -1 WHERE global_position = ?", a)
+    tamper(store, "UPDATE events SET global_position = ? WHERE global_position = ?", a, b)
+    tamper(store, "UPDATE events SET global_position = ? WHERE global_position = -1", b)

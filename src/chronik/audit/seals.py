@@ -2,11 +2,12 @@
 
 Two layers, each catching what the other cannot:
 
-* **The chains** (computed at append, `chronik.events.chain`): each event's hash covers its stored
-  text and the previous event of its stream. Recomputing them names the exact event that was
-  edited, and a version gap or an out-of-order version names the stream where events were
-  deleted or moved. They are per stream, so writers of different streams never wait on each
-  other for them.
+* **The chains** (computed at append, `chronik.events.chain`; checked by `chronik.audit.chains`):
+  each event's hash covers its stored text and the previous event of its stream. Recomputing
+  them, in each stream's version order, names the exact event that was edited, a version absent
+  from its stream (deleted), and a stream whose versions are out of global order (reordered:
+  every event intact, an ordering fault). They are per stream, so writers of different streams
+  never wait on each other for them.
 * **The seals** (this module, never on the append path): a seal folds the event hashes of a range
   of global positions, in global order, with each position, and chains to the previous seal. An
   edit whose attacker also rewrote the hashes after it, the deletion of a stream's last event,
@@ -14,10 +15,15 @@ Two layers, each catching what the other cannot:
   some seal. A seal names its range of positions; keep ranges small (`max_events`) to keep it
   precise.
 
-What no check inside the database can catch is a rewrite of everything, seals included: publish
-the latest seal hash somewhere else (a ticket, a chat, a notary); `verify` prints it.
-Sealing runs on demand (`chronik seal`, e.g. from cron) and at the end of every clean `verify`.
-Events appended since the last seal are covered by their chains only.
+What no check inside the database can catch is a rewrite of the seals themselves: deleting the
+newest seals (their events are then merely "unsealed"), or forging seals that agree with forged
+events. Two defences live outside the database: the newest seal's `N:HASH` (`anchor`), kept
+elsewhere and passed back as `expected` (`chronik verify --expect-seal`), shows a seal deleted
+or rewritten up to N; an Ed25519 signature on every seal (`chronik.audit.signing`) shows a seal
+forged or altered by anyone without the private key. docs/AUDIT.md says what each leaves open.
+Sealing runs on demand (`chronik seal`, e.g. from cron) and at the end of every `verify` that
+found nothing worse than an ordering fault. Events appended since the last seal are covered by
+their chains only.
 
 The memory store keeps no hashes: it has no tamper evidence (nothing outlives its process).
 """
@@ -25,20 +31,33 @@ The memory store keeps no hashes: it has no tamper evidence (nothing outlives it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 import msgspec
 
+from chronik.audit.chains import ORDER_KINDS, READ_BATCH, Break, ChainCheck
+from chronik.audit.signing import SealSigner, SealVerifier
 from chronik.errors import ChronikError
-from chronik.events.chain import GENESIS, event_hash
 from chronik.events.envelope import format_timestamp
 from chronik.projections.dialect import ChainRow, Dialect, SealRow, SQLConnection, dialect_for
 from chronik.store.contract import EventStore
 
 DEFAULT_SEAL_EVENTS: Final = 10_000
-READ_BATCH: Final = 5_000
 FIRST_SEAL_PREVIOUS: Final = ""
+_SEAL_HASH: Final = re.compile(r"[0-9a-f]{64}")
+
+__all__ = [  # Break is `chronik.audit.chains`'s, named here too beside what reports it
+    "Break",
+    "TamperDetected",
+    "VerifyReport",
+    "anchor",
+    "newest_seal",
+    "parse_anchor",
+    "seal",
+    "verify",
+]
 
 Progress = Callable[[int, int], None]
 """`progress(events_checked, events_total)` after each batch: counted in events, not positions."""
@@ -52,42 +71,6 @@ class TamperDetected(ChronikError):
         super().__init__(f"refusing to seal a broken log: {first.describe()}")
 
 
-class Break(msgspec.Struct, frozen=True):
-    """One place where the log is not what was written.
-
-    `kind`: "edited" (an event's hash does not match its stored text), "missing" (versions skip:
-    events deleted), "reordered" (versions or times out of order in the global order), "seal"
-    (a seal's range no longer folds to its hash: its position range is all we know), "seals"
-    (the seal table itself was altered), "truncated" (sealed events at the end are gone).
-    """
-
-    kind: str
-    detail: str
-    position: int | None = None
-    stream: str | None = None
-    stream_version: int | None = None
-    seal_no: int | None = None
-    to_position: int | None = None  # the end of a seal's range
-
-    def describe(self) -> str:
-        place = []
-        if self.stream is not None:
-            place.append(f"stream {self.stream!r}")
-        if self.stream_version is not None:
-            place.append(f"version {self.stream_version}")
-        if self.position is not None:
-            place.append(f"position {self.position}")
-        if self.seal_no is not None:
-            place.append(f"seal #{self.seal_no}")
-        return f"{self.kind} at {', '.join(place)}: {self.detail}"
-
-    def sort_key(self) -> tuple[int, int]:
-        """Earliest first; a seal's break counts at the end of its range, so a precise break inside
-        that range (which names the stream and event) comes first."""
-        at = self.to_position if self.to_position is not None else self.position
-        return (at if at is not None else 2**62, 0 if self.stream else 1)
-
-
 class VerifyReport(msgspec.Struct, frozen=True):
     events: int
     streams: int
@@ -96,10 +79,17 @@ class VerifyReport(msgspec.Struct, frozen=True):
     seals_added: int
     last_seal: SealRow | None
     breaks: list[Break]
+    seals_signed: int = 0  # seals made unsigned, signed by this verify (`signer`)
 
     @property
     def ok(self) -> bool:
         return not self.breaks
+
+    @property
+    def tampered(self) -> bool:
+        """Whether some break is more than an ordering fault: an event edited, deleted or inserted,
+        or the seals altered. False for a log whose only faults are events out of global order."""
+        return any(found.kind not in ORDER_KINDS for found in self.breaks)
 
     @property
     def first_break(self) -> Break | None:
@@ -123,84 +113,26 @@ def finish(digest: hashlib._Hash, to_position: int, event_count: int) -> str:
     return digest.hexdigest()
 
 
-class _Chains:
-    """Walks events in global order and checks each stream's chain; remembers every stream's tip."""
+def anchor(seal_row: SealRow) -> str:
+    """`N:HASH` of a seal: what to keep outside the database and pass back to `verify(expected=...)`."""
+    return f"{seal_row.seal_no}:{seal_row.seal_hash}"
 
-    def __init__(self, lookup: Callable[[str, int], str | None] | None = None) -> None:
-        self.tips: dict[str, tuple[int, str]] = {}
-        self.lookup = lookup  # the stored hash of (stream, version) before the walked range, if any
-        self.breaks: list[Break] = []
-        self.last_recorded = ""
-        self.last_position = 0
 
-    def check(self, row: ChainRow) -> None:
-        position, event_id, stream, version, event_type, schema_version = row[:6]
-        recorded_at, occurred_at, metadata, data, stored = row[6:]
-        if recorded_at < self.last_recorded:
-            self.breaks.append(
-                Break(
-                    "reordered",
-                    f"recorded at {recorded_at}, before the event at position {self.last_position} "
-                    f"({self.last_recorded}): events were moved in the global order",
-                    position,
-                    stream,
-                    version,
-                )
-            )
-        self.last_recorded, self.last_position = max(recorded_at, self.last_recorded), position
-        tip = self.tips.get(stream)
-        previous: str | None
-        if tip is not None:
-            expected_version, previous = tip[0] + 1, tip[1]
-        elif version == 0:
-            expected_version, previous = 0, GENESIS
-        else:
-            expected_version = version
-            previous = self.lookup(stream, version - 1) if self.lookup is not None else None
-            if previous is None:
-                self.breaks.append(
-                    Break(
-                        "missing",
-                        f"no version {version - 1} precedes it in the global order: "
-                        "events were deleted or moved",
-                        position,
-                        stream,
-                        version,
-                    )
-                )
-        if version != expected_version:
-            kind = "missing" if version > expected_version else "reordered"
-            detail = f"version {version} follows version {expected_version - 1}: " + (
-                "events were deleted" if kind == "missing" else "versions are out of global order"
-            )
-            self.breaks.append(Break(kind, detail, position, stream, version))
-            previous = None  # no trustworthy predecessor: check the next events against this one
-        if previous is not None:
-            computed = event_hash(
-                previous,
-                event_id,
-                stream,
-                version,
-                event_type,
-                schema_version,
-                recorded_at,
-                occurred_at,
-                metadata,
-                data,
-            )
-            if computed != stored:
-                self.breaks.append(
-                    Break(
-                        "edited",
-                        "the stored event does not match its hash (its data, metadata, type, times or "
-                        "id were changed, or its predecessor's hash was rewritten)",
-                        position,
-                        stream,
-                        version,
-                    )
-                )
-        if tip is None or version > tip[0]:
-            self.tips[stream] = (version, stored)
+def parse_anchor(text: str) -> tuple[int, str]:
+    """`N:HASH` (as `anchor` prints it) to (N, HASH); a clear error for anything else."""
+    number, _, digest = text.strip().partition(":")
+    if not number.isdecimal() or int(number) < 1 or not _SEAL_HASH.fullmatch(digest.lower()):
+        raise ChronikError(
+            f"expected seal {text!r} is not N:HASH (a seal number from 1, a colon and the seal's "
+            "64 hex digits, as `chronik seal` prints it)"
+        )
+    return int(number), digest.lower()
+
+
+def newest_seal(store: EventStore) -> SealRow | None:
+    dialect = dialect_for(store)
+    seals = dialect.seals(dialect.read_connection(store))
+    return seals[-1] if seals else None
 
 
 def verify(
@@ -209,8 +141,19 @@ def verify(
     seal_after: bool = True,
     max_events: int = DEFAULT_SEAL_EVENTS,
     progress: Progress | None = None,
+    expected: Sequence[tuple[int, str]] = (),
+    verifier: SealVerifier | None = None,
+    signer: SealSigner | None = None,
 ) -> VerifyReport:
     """Recompute every chain and every seal in one pass over the log; then seal the tail if all is well.
+
+    `expected`: seals (number, hash) kept outside the database (`anchor`); each must still be
+    there with that hash. `verifier`: every seal must carry a signature one of its keys accepts.
+    `signer`: the seals this verify adds are signed, and so are older unsigned seals it has just
+    checked. Sealing happens unless `seal_after` is False or the report is `tampered` (ordering
+    faults alone do not stop it: they stay visible in the log itself, sealed or not), and never
+    unsigned where signatures are expected (a `verifier` given, or the newest seal signed): an
+    unsigned seal there would fail the next check, so without a `signer` the tail stays unsealed.
 
     Reads only (in batches, never holding the write lock) until the optional sealing at the end.
     """
@@ -224,9 +167,12 @@ def verify(
     total = dialect.count_events(connection, 0, head) if progress is not None else 0
     if progress is not None:
         progress(0, total)  # before any batch: a bar starts its clock here
-    chains = _Chains()
-    breaks = chains.breaks
+    chains = ChainCheck(dialect, connection)
+    breaks: list[Break] = []
     _check_seal_table(seals, breaks)
+    _check_expected(seals, expected, breaks)
+    if verifier is not None:
+        _check_signatures(seals, verifier, breaks)
 
     events = 0
     seal_index = 0
@@ -261,6 +207,8 @@ def verify(
                 tail.add(current, row[10])
         if progress is not None:
             progress(events, max(total, events))
+    chains.finish()
+    breaks.extend(chains.breaks)
     while seal_index < len(seals):
         assert digest is not None
         _close_seal(seals[seal_index], digest, in_seal, breaks)
@@ -277,19 +225,26 @@ def verify(
             )
         )
     added: list[SealRow] = []
-    if seal_after and not breaks:
+    signed: list[SealRow] = []
+    signed_log = verifier is not None or bool(seals and seals[-1].signature is not None)
+    may_seal = signer is not None or not signed_log
+    if seal_after and may_seal and not any(found.kind not in ORDER_KINDS for found in breaks):
         added = tail.close()
-        if added:
-            _insert(store, dialect, added)
+        if signer is not None:
+            added = [signer.sign(row) for row in added]
+            signed = [signer.sign(row) for row in seals if row.signature is None]
+        if added or signed:
+            _insert(store, dialect, added, signed)
     all_seals = seals + added
     return VerifyReport(
         events=events,
-        streams=len(chains.tips),
+        streams=chains.streams,
         head=head,
         seals_verified=len(seals),
         seals_added=len(added),
         last_seal=all_seals[-1] if all_seals else None,
         breaks=sorted(breaks, key=Break.sort_key),
+        seals_signed=len(signed),
     )
 
 
@@ -335,16 +290,67 @@ def _check_seal_table(seals: list[SealRow], breaks: list[Break]) -> None:
         previous_hash, previous_to = seal_row.seal_hash, seal_row.to_position
 
 
+def _check_expected(seals: list[SealRow], expected: Sequence[tuple[int, str]], breaks: list[Break]) -> None:
+    """Each seal kept outside the database must still be in the table, with the same hash.
+
+    With `_check_seal_table` (every seal chains to the one before) and the fold of each range,
+    an expected seal N anchors every seal and event up to the end of its range.
+    """
+    by_number = {row.seal_no: row for row in seals}
+    newest = f"ends at seal #{seals[-1].seal_no}" if seals else "is empty"
+    for number, digest in expected:
+        found = by_number.get(number)
+        if found is None:
+            breaks.append(
+                Break(
+                    "expected-seal",
+                    f"seal #{number} is not in the seal table (it {newest}): seals were deleted",
+                    seal_no=number,
+                )
+            )
+        elif found.seal_hash != digest:
+            breaks.append(
+                Break(
+                    "expected-seal",
+                    f"seal #{number} has hash {found.seal_hash}, not the expected {digest}: "
+                    "the seals were rewritten (deleted and made again over changed or fewer events)",
+                    found.from_position,
+                    seal_no=number,
+                    to_position=found.to_position,
+                )
+            )
+
+
+def _check_signatures(seals: list[SealRow], verifier: SealVerifier, breaks: list[Break]) -> None:
+    for seal_row in seals:
+        problem = verifier.problem(seal_row)
+        if problem is not None:
+            breaks.append(
+                Break(
+                    "signature",
+                    f"seal of positions {seal_row.from_position}..{seal_row.to_position}: {problem}",
+                    seal_row.from_position,
+                    seal_no=seal_row.seal_no,
+                    to_position=seal_row.to_position,
+                )
+            )
+
+
 def seal(
     store: EventStore,
     *,
     max_events: int = DEFAULT_SEAL_EVENTS,
     up_to: int | None = None,
+    signer: SealSigner | None = None,
 ) -> list[SealRow]:
     """Seal every event not yet sealed, in ranges of at most `max_events` events; returns the new seals.
 
-    The events are read and checked against their chains first (a broken range raises
-    `TamperDetected` instead of being sealed); only the inserts take the write lock, briefly.
+    The events are read and checked against their chains first (a range with an edited or
+    deleted event raises `TamperDetected` instead of being sealed; events out of global order
+    are sealed as they are, and `verify` keeps naming them); only the inserts take the write
+    lock, briefly. `signer`: the new seals are signed (older ones are left as they are: signing
+    those is `verify`'s, which checks them first). Once the newest seal is signed, sealing
+    without a signer is refused: the unsigned seal would fail every `verify --verify-key`.
     """
     if max_events < 1:
         raise ChronikError("max_events must be at least 1")
@@ -352,20 +358,29 @@ def seal(
     connection = dialect.read_connection(store)
     head = store.head_position() if up_to is None else up_to
     seals = dialect.seals(connection)
+    if signer is None and seals and seals[-1].signature is not None:
+        raise ChronikError(
+            f"the newest seal (#{seals[-1].seal_no}) is signed: seal with the signing key too "
+            "(an unsigned seal after it would fail every check of the signatures)"
+        )
     previous_hash = seals[-1].seal_hash if seals else FIRST_SEAL_PREVIOUS
     next_no = (seals[-1].seal_no + 1) if seals else 1
     start = (seals[-1].to_position + 1) if seals else 1
-    chains = _Chains(lookup=lambda stream, version: dialect.stored_event_hash(connection, stream, version))
+    chains = ChainCheck(dialect, connection)
     builder = _SealBuilder(next_no, start, previous_hash, max_events)
     for rows in _chain_pages(dialect, connection, start, head):
         for row in rows:
             chains.check(row)
             builder.add(row[0], row[10])
+    chains.finish()
     new = builder.close()
-    if chains.breaks:
-        raise TamperDetected(min(chains.breaks, key=Break.sort_key))
+    broken = [found for found in chains.breaks if found.kind not in ORDER_KINDS]
+    if broken:
+        raise TamperDetected(min(broken, key=Break.sort_key))
+    if signer is not None:
+        new = [signer.sign(row) for row in new]
     if new:
-        _insert(store, dialect, new)
+        _insert(store, dialect, new, [])
     return new
 
 
@@ -418,13 +433,22 @@ def _seal_row(no: int, first: int, last: int, count: int, previous: str, digest:
     return SealRow(no, first, last, count, previous, digest, format_timestamp(system_clock()))
 
 
-def _insert(store: EventStore, dialect: Dialect, seals: list[SealRow]) -> None:
+def _insert(store: EventStore, dialect: Dialect, seals: list[SealRow], signed: list[SealRow]) -> None:
+    """Add new seals, and signatures to existing unsigned ones, in one transaction."""
     with store.transaction() as uow:
         connection = dialect.write_connection(uow)
         dialect.ensure_seals(connection)
         existing = dialect.seals(connection)
         last_no = existing[-1].seal_no if existing else 0
-        if last_no != seals[0].seal_no - 1:  # another sealer won the race: ours builds on a stale seal
+        if (
+            seals and last_no != seals[0].seal_no - 1
+        ):  # another sealer won the race: ours builds on a stale seal
             raise ChronikError("another process sealed the log at the same time; run seal again")
+        for seal_row in signed:
+            assert seal_row.signature is not None
+            if not dialect.sign_seal(connection, seal_row, seal_row.signature):
+                raise ChronikError(
+                    f"seal #{seal_row.seal_no} changed while it was verified; run verify again"
+                )
         for seal_row in seals:
             dialect.insert_seal(connection, seal_row)

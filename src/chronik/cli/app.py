@@ -16,17 +16,12 @@ import typer
 from rich.console import Console
 
 import chronik.examples.cart  # noqa: F401 - registers the bundled examples' aggregates for `state`
+from chronik.cli.audit import keygen_command, seal_command, trace_command, verify_command
 from chronik.cli.demo_bank import run_bank_demo  # (the bank and video demos import their examples too)
 from chronik.cli.demo_cart import run_cart_demo
 from chronik.cli.demo_video import run_video_demo
 from chronik.cli.groups import groups_app, worker
-from chronik.cli.projections import (
-    projections_app,
-    reconcile_command,
-    seal_command,
-    trace_command,
-    verify_command,
-)
+from chronik.cli.projections import projections_app, reconcile_command
 from chronik.cli.serve import keys_app, serve
 from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
 from chronik.cli.tables import history_table, print_events, stdout_console
@@ -244,6 +239,7 @@ def demo_video(
 app.command("trace", rich_help_panel=AUDIT)(trace_command)
 app.command("verify", rich_help_panel=AUDIT)(verify_command)
 app.command("seal", rich_help_panel=AUDIT)(seal_command)
+app.command("keygen", rich_help_panel=AUDIT)(keygen_command)
 app.command("reconcile", rich_help_panel=AUDIT)(reconcile_command)
 app.add_typer(projections_app, name="projections", rich_help_panel=AUDIT)
 app.command("worker", rich_help_panel=WORKERS)(worker)

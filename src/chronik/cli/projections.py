@@ -1,8 +1,8 @@
-"""CLI commands: `projections rebuild|status`, `reconcile`, `trace`, `verify`, `seal`.
+"""CLI commands: `projections rebuild|status|run|drop-scratch`, `reconcile`; the audit ones are in `audit.py`.
 
 Mounted by the main app (`chronik.cli.app`); `python -m chronik.cli.projections` runs them alone.
-Exit codes: 0 all is well; 1 the answer is "no" (rows differ, the log was tampered with, no
-events found); 2 the command could not run (a user mistake or an unreachable store), always
+Exit codes (the audit commands share them): 0 all is well; 1 the answer is "no" (rows differ);
+2 the command could not run (a user mistake or an unreachable store), always
 with one line saying why, never a traceback.
 """
 
@@ -34,11 +34,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from chronik.audit import TamperDetected
-from chronik.audit import seal as seal_log
-from chronik.audit import trace as trace_operation
-from chronik.audit import verify as verify_log
-from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.cli.stores import missing_sqlite_file
 from chronik.errors import ChronikError
 from chronik.projections import (
@@ -444,107 +439,22 @@ def reconcile_command(
         raise typer.Exit(1)
 
 
-def trace_command(
-    correlation_id: Annotated[str, typer.Argument(help="The operation's correlation id.")],
-    store_url: StoreOption = None,
-) -> None:
-    """Every event of one business operation, across streams, in the order they were recorded."""
-    with _store(store_url) as store:
-        events = trace_operation(store, correlation_id)
-        if not events:
-            _fail(f"no event carries correlation id {correlation_id!r}", code=1)
-        table = Table(title=f"operation {correlation_id}: {len(events)} event(s)")
-        for column in ("position", "recorded at", "stream", "version", "type", "actor", "caused by"):
-            table.add_column(column)
-        for event in events:
-            table.add_row(
-                str(event.global_position),
-                event.recorded_at.isoformat(timespec="seconds"),
-                event.stream,
-                str(event.stream_version),
-                event.type,
-                event.actor or "",
-                event.causation_id or "",
-            )
-        Console(width=160).print(table)
-
-
-SealSizeOption = Annotated[
-    int,
-    typer.Option("--seal-size", min=1, help="Events per seal: smaller seals locate damage more precisely."),
-]
-
-
-def verify_command(
-    store_url: StoreOption = None,
-    no_seal: Annotated[
-        bool, typer.Option("--no-seal", help="Do not seal the unsealed tail afterwards.")
-    ] = False,
-    seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS,
-) -> None:
-    """Recompute every hash chain and seal; report the first place the log was altered (exit 1)."""
-    with _store(store_url) as store:
-        with _progress("verify") as progress:
-            report = verify_log(store, seal_after=not no_seal, max_events=seal_size, progress=progress)
-        console = _out()
-        if not report.ok:
-            first = report.first_break
-            assert first is not None
-            console.print(
-                f"[bold red]TAMPERED[/]: {len(report.breaks)} problem(s); the first: {first.describe()}",
-                highlight=False,
-            )
-            for found in report.breaks[1:20]:
-                console.print(f"  also: {found.describe()}", highlight=False, markup=False)
-            raise typer.Exit(1)
-        console.print(
-            f"OK: {report.events} events in {report.streams} streams; {report.seals_verified} seal(s) "
-            f"verified, {report.seals_added} added",
-            highlight=False,
-        )
-        if report.last_seal is not None:
-            last = report.last_seal
-            console.print(
-                f"latest seal #{last.seal_no} (positions up to {last.to_position}): {last.seal_hash}\n"
-                "keep this hash somewhere else: it anchors everything before it",
-                highlight=False,
-            )
-
-
-def seal_command(store_url: StoreOption = None, seal_size: SealSizeOption = DEFAULT_SEAL_EVENTS) -> None:
-    """Seal the events appended since the last seal (checking their chains first)."""
-    with _store(store_url) as store:
-        try:
-            new = seal_log(store, max_events=seal_size)
-        except TamperDetected as error:
-            _fail(str(error), code=1)
-        console = _out()
-        if not new:
-            console.print("nothing to seal: every event is sealed")
-            return
-        for row in new:
-            console.print(
-                f"seal #{row.seal_no}: positions {row.from_position}..{row.to_position} "
-                f"({row.event_count} events) {row.seal_hash}",
-                highlight=False,
-            )
-
-
 # The names the main app mounts (see the module docstring of chronik.cli.app).
 reconcile = reconcile_command
-trace = trace_command
-verify = verify_command
-seal = seal_command
 
 
 def standalone_app() -> typer.Typer:
-    """All of this module's commands on one app: for `python -m chronik.cli.projections` and tests."""
+    """This module's commands and the audit ones (`chronik.cli.audit`, which shares this module's
+    plumbing) on one app: for `python -m chronik.cli.projections` and tests."""
+    from chronik.cli.audit import keygen_command, seal_command, trace_command, verify_command
+
     app = typer.Typer(no_args_is_help=True, help="chronik projections and audit")
     app.add_typer(projections_app, name="projections")
     app.command("reconcile")(reconcile_command)
     app.command("trace")(trace_command)
     app.command("verify")(verify_command)
     app.command("seal")(seal_command)
+    app.command("keygen")(keygen_command)
     return app
 
 

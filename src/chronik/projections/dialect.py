@@ -93,6 +93,8 @@ class SealRow(msgspec.Struct, frozen=True):
     previous_seal_hash: str
     seal_hash: str
     sealed_at: str
+    # A hex Ed25519 signature over the fields above (`chronik.audit.signing`); None: unsigned.
+    signature: str | None = None
 
 
 ChainRow = tuple[int, str, str, int, str, int, str, str, str, str, str]
@@ -119,7 +121,9 @@ class Dialect(abc.ABC):
     SQL_ADVANCE_INLINE: ClassVar[str]  # checkpoint = max(checkpoint, ?): the larger-of function differs
     SQL_TABLES_LIKE: ClassVar[str]  # table names LIKE ?, from the database's own catalog
     SQL_CREATE_SEALS: ClassVar[str]
-    SQL_CHAIN_ROWS: ClassVar[str]
+    SQL_ADD_SEAL_SIGNATURE: ClassVar[str]
+    SQL_CHAIN_ROWS: ClassVar[str]  # [from, to] positions, in global order, at most `limit`
+    SQL_STREAM_CHAIN_ROWS: ClassVar[str]  # one stream's [from, to] versions, in version order
 
     # chronik's own tables, with each dialect's column types filled in (`{text}`, `{integer}`, `{bigint}`).
     CREATE_REGISTRY: Final = """CREATE TABLE IF NOT EXISTS projections (
@@ -140,8 +144,12 @@ class Dialect(abc.ABC):
         event_count        {bigint} NOT NULL,
         previous_seal_hash {text}   NOT NULL,     -- chains the seals: editing one breaks every later one
         seal_hash          {text}   NOT NULL,
-        sealed_at          {text}   NOT NULL
+        sealed_at          {text}   NOT NULL,
+        signature          {text}                 -- NULL: unsigned (and every seal made before signatures)
     )"""
+    # Seal tables made before signatures get the column on the next seal (`ensure_seals`); until
+    # then they are read without it (`seals`), so old databases verify as they are.
+    ADD_SEAL_SIGNATURE: Final = "ALTER TABLE seals ADD COLUMN signature {text}"
     SQL_REGISTRY_COLUMNS: Final = (
         "name, live_version, code_version, position, building_version, building_code_version, "
         "building_position, updated_at, side_effects_after"
@@ -181,15 +189,19 @@ class Dialect(abc.ABC):
         "updated_at = ? WHERE name = ? AND building_version = ? AND building_position = ?"
     )
     SQL_HEAD: Final = "SELECT coalesce(max(global_position), 0) FROM events"
-    SQL_SEALS: Final = (
-        "SELECT seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at "
-        "FROM seals ORDER BY seal_no"
+    SEAL_COLUMNS: Final = (
+        "seal_no, from_position, to_position, event_count, previous_seal_hash, seal_hash, sealed_at"
     )
-    SQL_INSERT_SEAL: Final = (
-        "INSERT INTO seals (seal_no, from_position, to_position, event_count, previous_seal_hash, "
-        "seal_hash, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    SQL_SEALS: Final = f"SELECT {SEAL_COLUMNS}, signature FROM seals ORDER BY seal_no"
+    SQL_SEALS_BEFORE_SIGNATURES: Final = f"SELECT {SEAL_COLUMNS}, NULL FROM seals ORDER BY seal_no"
+    SQL_INSERT_SEAL: Final = f"INSERT INTO seals ({SEAL_COLUMNS}, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    # Signing a seal made unsigned: only if it is still the seal that was verified, and unsigned.
+    SQL_SIGN_SEAL: Final = (
+        "UPDATE seals SET signature = ? WHERE seal_no = ? AND seal_hash = ? AND signature IS NULL"
     )
-    SQL_EVENT_HASH_AT: Final = "SELECT event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
+    SQL_EVENT_AT: Final = (
+        "SELECT global_position, event_hash FROM events WHERE stream_name = ? AND stream_version = ?"
+    )
 
     def __init__(self) -> None:
         self._translated: dict[str, str] = {}
@@ -251,10 +263,10 @@ class Dialect(abc.ABC):
         """True when `error` says a table was dropped under a statement (a swap): worth one more try."""
 
     @abc.abstractmethod
-    def chain_rows(
-        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    def _chain_rows(
+        self, connection: SQLConnection, statement: str, parameters: Sequence[Any]
     ) -> list[ChainRow]:
-        """Events as stored, exactly what their hashes cover, from `from_position` in global order."""
+        """The rows of `SQL_CHAIN_ROWS` or `SQL_STREAM_CHAIN_ROWS`, times as the append wrote them."""
 
     @abc.abstractmethod
     def _rows_if_table(
@@ -356,19 +368,44 @@ class Dialect(abc.ABC):
     # -- seals ----------------------------------------------------------------------------------
 
     def ensure_seals(self, connection: SQLConnection) -> None:
+        """Create the seals table, or give one made before signatures its `signature` column."""
         self._creation_lock(connection, "seals")
         connection.execute(self.SQL_CREATE_SEALS)
+        if "signature" not in {name for name, _ in self.columns(connection, "seals")}:
+            connection.execute(self.SQL_ADD_SEAL_SIGNATURE)
 
     def seals(self, connection: SQLConnection) -> list[SealRow]:
-        return [SealRow(*row) for row in self._rows_if_table(connection, "seals", self.SQL_SEALS) or []]
+        columns = {name for name, _ in self.columns(connection, "seals")}
+        if not columns:  # never sealed
+            return []
+        statement = self.SQL_SEALS if "signature" in columns else self.SQL_SEALS_BEFORE_SIGNATURES
+        return [SealRow(*row) for row in connection.execute(self.sql(statement)).fetchall()]
 
     def insert_seal(self, connection: SQLConnection, seal: SealRow) -> None:
         # SealRow's fields are in the INSERT's column order.
         connection.execute(self.sql(self.SQL_INSERT_SEAL), msgspec.structs.astuple(seal))
 
-    def stored_event_hash(self, connection: SQLConnection, stream: str, version: int) -> str | None:
-        row = connection.execute(self.sql(self.SQL_EVENT_HASH_AT), (stream, version)).fetchone()
-        return None if row is None else str(row[0])
+    def sign_seal(self, connection: SQLConnection, seal: SealRow, signature: str) -> bool:
+        """Add a signature to an unsigned seal; False if the seal changed or was signed meanwhile."""
+        return self._updated(connection, self.SQL_SIGN_SEAL, (signature, seal.seal_no, seal.seal_hash))
+
+    def chain_rows(
+        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    ) -> list[ChainRow]:
+        """Events as stored, exactly what their hashes cover, from `from_position` in global order."""
+        return self._chain_rows(connection, self.SQL_CHAIN_ROWS, (from_position, to_position, limit))
+
+    def stream_chain_rows(
+        self, connection: SQLConnection, stream: str, from_version: int, to_version: int, limit: int
+    ) -> list[ChainRow]:
+        """One stream's events as stored, from `from_version` in version order (the chain's own order)."""
+        parameters = (stream, from_version, to_version, limit)
+        return self._chain_rows(connection, self.SQL_STREAM_CHAIN_ROWS, parameters)
+
+    def stored_event(self, connection: SQLConnection, stream: str, version: int) -> tuple[int, str] | None:
+        """(global position, stored hash) of one version of a stream, or None when it is absent."""
+        row = connection.execute(self.sql(self.SQL_EVENT_AT), (stream, version)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
 
 def _now() -> str:

@@ -271,12 +271,21 @@ class PostgresDialect(Dialect):
     SQL_BATCH_ROLLBACK: Final = "ROLLBACK TO SAVEPOINT chronik_batch"
 
     SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
+    SQL_ADD_SEAL_SIGNATURE: ClassVar[str] = Dialect.ADD_SEAL_SIGNATURE.format(**COLUMN_TYPES)
     # The stored text the hash was computed over (events/chain.py): json keeps the text byte for
-    # byte, and times are formatted the way the append formatted them.
-    SQL_CHAIN_ROWS: ClassVar[str] = (
+    # byte, and times are formatted the way the append formatted them. In global order ...
+    CHAIN_COLUMNS: ClassVar[str] = (
         "SELECT global_position, event_id::text, stream_name, stream_version, event_type, schema_version, "
         "recorded_at, occurred_at, metadata::text, data::text, event_hash FROM events "
-        "WHERE global_position >= %s AND global_position <= %s ORDER BY global_position LIMIT %s"
+    )
+    SQL_CHAIN_ROWS: ClassVar[str] = (
+        CHAIN_COLUMNS
+        + "WHERE global_position >= %s AND global_position <= %s ORDER BY global_position LIMIT %s"
+    )
+    # ... and one stream's, in version order (the unique index on stream and version).
+    SQL_STREAM_CHAIN_ROWS: ClassVar[str] = (
+        CHAIN_COLUMNS + "WHERE stream_name = %s AND stream_version >= %s AND stream_version <= %s "
+        "ORDER BY stream_version LIMIT %s"
     )
 
     # -- connections -----------------------------------------------------------------------------
@@ -395,8 +404,8 @@ class PostgresDialect(Dialect):
 
     # -- seals -------------------------------------------------------------------------------------
 
-    def chain_rows(
-        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    def _chain_rows(
+        self, connection: SQLConnection, statement: str, parameters: Sequence[Any]
     ) -> list[ChainRow]:
-        rows = connection.execute(self.SQL_CHAIN_ROWS, (from_position, to_position, limit)).fetchall()
+        rows = connection.execute(statement, parameters).fetchall()
         return [(*row[:6], format_timestamp(row[6]), format_timestamp(row[7]), *row[8:]) for row in rows]

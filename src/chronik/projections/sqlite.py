@@ -38,11 +38,19 @@ class SQLiteDialect(Dialect):
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\' ORDER BY name"
     )
     SQL_CREATE_SEALS: ClassVar[str] = Dialect.CREATE_SEALS.format(**COLUMN_TYPES)
-    # Exactly the stored text the hash was computed over (events/chain.py), in global order.
-    SQL_CHAIN_ROWS: ClassVar[str] = (
+    SQL_ADD_SEAL_SIGNATURE: ClassVar[str] = Dialect.ADD_SEAL_SIGNATURE.format(**COLUMN_TYPES)
+    # Exactly the stored text the hash was computed over (events/chain.py), in global order ...
+    CHAIN_COLUMNS: ClassVar[str] = (
         "SELECT global_position, event_id, stream_name, stream_version, event_type, schema_version, "
         "recorded_at, occurred_at, metadata, data, event_hash FROM events "
-        "WHERE global_position >= ? AND global_position <= ? ORDER BY global_position LIMIT ?"
+    )
+    SQL_CHAIN_ROWS: ClassVar[str] = (
+        CHAIN_COLUMNS + "WHERE global_position >= ? AND global_position <= ? ORDER BY global_position LIMIT ?"
+    )
+    # ... and one stream's, in version order (the unique index on stream and version).
+    SQL_STREAM_CHAIN_ROWS: ClassVar[str] = (
+        CHAIN_COLUMNS + "WHERE stream_name = ? AND stream_version >= ? AND stream_version <= ? "
+        "ORDER BY stream_version LIMIT ?"
     )
 
     def write_connection(self, uow: UnitOfWork) -> sqlite3.Connection:
@@ -112,10 +120,8 @@ class SQLiteDialect(Dialect):
         # Never expected: a read snapshot (WAL) keeps the tables it started with.
         return isinstance(error, sqlite3.OperationalError) and "no such table" in str(error)
 
-    def chain_rows(
-        self, connection: SQLConnection, from_position: int, to_position: int, limit: int
+    def _chain_rows(
+        self, connection: SQLConnection, statement: str, parameters: Sequence[Any]
     ) -> list[ChainRow]:
-        rows: list[ChainRow] = connection.execute(
-            self.SQL_CHAIN_ROWS, (from_position, to_position, limit)
-        ).fetchall()
+        rows: list[ChainRow] = connection.execute(statement, parameters).fetchall()
         return rows
