@@ -166,6 +166,17 @@ def test_the_cart_demo_tells_every_scene_on_any_store() -> None:
     assert "chronik state" not in result.stdout  # no pointers to a store that is gone afterwards
 
 
+@pytest.mark.parametrize("demo", ["cart", "bank", "video"])
+def test_a_demos_help_names_the_store_it_uses(demo: str) -> None:
+    """Issue #17.6: `chronik demo bank --help` said $CHRONIK_STORE or ./chronik.db, while it used a
+    file of its own."""
+    result = runner.invoke(app, ["demo", demo, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert f"Default: this demo's own file, sqlite:///./chronik-{demo}-demo.db" in text
+    assert "Default: $CHRONIK_STORE" not in text
+
+
 def test_help_files_every_command_under_a_panel_by_concern() -> None:
     """A command added without a panel would land in typer's catch-all "Commands" box."""
     result = runner.invoke(app, ["--help"], terminal_width=120)

@@ -28,7 +28,14 @@ from chronik.cli.projections import (
     verify_command,
 )
 from chronik.cli.serve import keys_app, serve
-from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
+from chronik.cli.stores import (
+    CommandFailed,
+    StoreOption,
+    demo_store_option,
+    demo_store_url,
+    opened_store,
+    reported_errors,
+)
 from chronik.cli.tables import history_table, print_events, stdout_console
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
@@ -217,25 +224,25 @@ def state(
 
 
 @demo_app.command("cart")
-def demo_cart(store_url: StoreOption = None) -> None:
-    """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
-    with opened_store(store_url, create=True) as store:
+def demo_cart(store_url: Annotated[str | None, demo_store_option("cart")] = None) -> None:
+    """The shopping cart: events, hydration, time travel, a price change, and the race made safe."""
+    with opened_store(store_url or demo_store_url("cart"), create=True) as store:
         run_cart_demo(store, Console(highlight=False))
 
 
 @demo_app.command("bank")
-def demo_bank(store_url: StoreOption = None) -> None:
-    """The seed's bank: transfers, a compensation, five years of time travel, a back-dated correction."""
+def demo_bank(store_url: Annotated[str | None, demo_store_option("bank")] = None) -> None:
+    """The bank: transfers, a compensation, five years of time travel, a back-dated correction."""
     with reported_errors():
         run_bank_demo(store_url, Console(highlight=False))
 
 
 @demo_app.command("video")
 def demo_video(
-    store_url: StoreOption = None,
+    store_url: Annotated[str | None, demo_store_option("video")] = None,
     workers: Annotated[int, typer.Option("--workers", min=2, help="Worker processes to start.")] = 3,
 ) -> None:
-    """The seed's video pipeline: real transcodes by worker processes, a paused worker fenced, timelines."""
+    """The video pipeline: real transcodes by worker processes, a paused worker fenced, timelines."""
     with reported_errors():
         run_video_demo(store_url, Console(highlight=False), workers=workers)
 

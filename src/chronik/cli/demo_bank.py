@@ -7,8 +7,8 @@ backwards), so the demo can run again and again on the same file with fresh acco
 
 Because the clock moves five years at a time, a second run records events in the future, and every
 later append to that log would be clamped to that future time. So without `--store` the demo keeps
-to a file of its own (`chronik-bank-demo.db`), never the default store; and on a store given with
-`--store` it refuses to push recorded time past the real present.
+to a file of its own (`chronik-bank-demo.db`), never the default store (like every demo); and on a
+store given with `--store` it refuses to push recorded time past the real present.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.stores import demo_store_url
 from chronik.clock import ManualClock, system_clock
 from chronik.errors import InvalidInput
 from chronik.examples.bank import AccountBalances, Bank, MonthlyStatements, queries
@@ -47,7 +48,7 @@ def _start_after_log(store: EventStore) -> datetime:
     return last[0].recorded_at.replace(microsecond=0) + timedelta(days=1)
 
 
-DEMO_STORE_URL = "sqlite:///./chronik-bank-demo.db"
+DEMO_STORE_URL = demo_store_url("bank")
 
 
 class DemoWouldWriteTheFuture(InvalidInput):
