@@ -156,7 +156,7 @@ def test_the_cart_demo_tells_every_scene_on_any_store() -> None:
         "2. Hydration",
         "3. Time travel",
         "4. A product update",
-        "5. The seed's race",
+        "5. The race",
         "7. The audit",
     ]
     positions = [result.stdout.index(scene) for scene in scenes]
@@ -186,7 +186,7 @@ def test_help_files_every_command_under_a_panel_by_concern() -> None:
         "Audit and read models",
         "Workers and consumer groups",
         "Server",
-        "The seed's examples",
+        "Example applications",
     ):
         assert f"─ {panel} ─" in result.output
     assert "─ Commands ─" not in result.output

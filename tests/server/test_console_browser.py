@@ -288,7 +288,7 @@ def test_the_stream_page_notices_new_events(demo: LiveServer, page: Page) -> Non
 def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServer, page: Page) -> None:
     with demo.client() as http:
         wait_for(
-            lambda: http.get("/api/bank/transfers/seed-dinner").json()["transfer"]["status"] == "completed"
+            lambda: http.get("/api/bank/transfers/demo-dinner").json()["transfer"]["status"] == "completed"
         )
         lines = http.get("/api/bank/accounts/carol/statement").json()["lines"]
     page.goto(demo.url + "/#/apps/bank")

@@ -49,14 +49,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(help="Narrated runs of the bundled examples.", no_args_is_help=True)
+demo_app = typer.Typer(
+    help="Narrated runs of the example applications: a shopping cart, a bank, a video pipeline.",
+    no_args_is_help=True,
+)
 
 # `chronik --help` lists the commands in these panels, so a reader finds one by what it is for.
 LOG = "The log"
 AUDIT = "Audit and read models"
 WORKERS = "Workers and consumer groups"
 SERVER = "Server"
-EXAMPLES = "The seed's examples"
+EXAMPLES = "Example applications"
 
 out = stdout_console()
 

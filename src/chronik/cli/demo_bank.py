@@ -1,4 +1,4 @@
-"""`chronik demo bank`: the seed's bank told against a real store, five years on a manual clock.
+"""`chronik demo bank`: the bank example told against a real store, five years on a manual clock.
 
 The store is opened with a `ManualClock` so that "five years ago" is a real point of the log, not
 a pretence: every event is recorded at the clock's time. The clock starts at 1 March 2021, or just
@@ -77,7 +77,7 @@ def _run(store: EventStore, clock: ManualClock, console: Console) -> None:
     run = uuid.uuid4().hex[:6]
     alice, bob, carol = (f"{name}-{run}" for name in ("alice", "bob", "carol"))
     bank = Bank(store, actor="teller")
-    console.rule("[bold]chronik demo: the seed's bank, a ledger of events")
+    console.rule("[bold]chronik demo: the bank (an example application), a ledger of events")
     console.print(
         f"store: {store.url}\naccounts: account-{alice}, account-{bob}, account-{carol}", highlight=False
     )

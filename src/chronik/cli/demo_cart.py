@@ -1,4 +1,4 @@
-"""`chronik demo cart`: the seed's story told against a real store.
+"""`chronik demo cart`: the shopping cart example's story told against a real store.
 
 Every run uses fresh stream ids, so it can be run again and again on the same file. Each scene
 prints what happened in the log, so the reader sees that state is only ever derived from events.
@@ -38,7 +38,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     tea, mug = f"tea-{run}", f"mug-{run}"
     repository = aggregates.repository(store)
     persistent = not store.url.startswith("memory:")  # worth pointing other commands at afterwards
-    console.rule("[bold]chronik demo: the seed's shopping cart")
+    console.rule("[bold]chronik demo: the shopping cart (an example application)")
     console.print(
         f"store: {store.url}\ncart: {cart_stream}   products: {Product.stream_name(tea)}, "
         f"{Product.stream_name(mug)}",
@@ -97,8 +97,8 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
         console, store.read_stream(Product.stream_name(tea)), title=Product.stream_name(tea), with_time=False
     )
 
-    # 5. The seed's race -----------------------------------------------------------------------
-    console.rule("5. The seed's race: a read just before a concurrent change")
+    # 5. The race on a stale read --------------------------------------------------------------------
+    console.rule("5. The race: a read just before a concurrent change")
     tab_a = repository.load(Cart, cart_id)
     tab_b = repository.load(Cart, cart_id)
     console.print(

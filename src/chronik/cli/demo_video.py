@@ -1,4 +1,4 @@
-"""`chronik demo video`: the seed's video pipeline with real worker processes and real transcodes.
+"""`chronik demo video`: the video pipeline example with real worker processes and real transcodes.
 
 It makes a few short synthetic videos with PyAV, starts worker processes (`python -m
 chronik.examples.video`), uploads, freezes the first worker with SIGSTOP in the middle of a job so
@@ -117,7 +117,7 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
         board_projection.attach_inline()
     except UnsupportedStore:
         board_projection = None
-    console.rule("[bold]chronik demo: the seed's video pipeline")
+    console.rule("[bold]chronik demo: the video pipeline (an example application)")
     console.print(
         f"store: {store.url}\nblobs and worker logs: {work}\nconsumer group: {group}", highlight=False
     )

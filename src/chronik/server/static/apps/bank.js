@@ -40,7 +40,7 @@ chronik.registerApp("bank", async (el, params) => {
   const transferButton = h("button", { type: "button", "data-testid": "transfer-send" }, "Send transfer");
 
   el.append(
-    pageHead("Bank", "The seed's bank: a ledger of events. Balances are replayed from each account's events; transfers are moved step by step by a process manager."),
+    pageHead("Bank", "An example application: a bank kept as a ledger of events. Balances are replayed from each account's events; transfers are moved step by step by a process manager."),
     stats,
     h("div", { class: "grid-2 wide-left" },
       h("div", { class: "panel" }, h("h2", {}, "Accounts"), h("div", { class: "muted small-note", text: "Click an account to see its balance over time and its statement." }), accountsBox),
