@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from chronik.cli.app import app
+from tests.cli.test_help import every_help_page
 
 ROOT = Path(__file__).resolve().parents[2]
 JARGON = re.compile(r"\bthe seed\b|\bseed(?:'|\u2019)s\b", re.IGNORECASE)
@@ -34,23 +30,6 @@ def user_facing_files() -> list[Path]:
     ]
 
 
-def command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    yield path
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            yield from command_paths(sub, (*path, name))
-
-
-def all_help_output() -> dict[str, str]:
-    runner = CliRunner()
-    outputs = {}
-    for path in command_paths(typer.main.get_command(app)):
-        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
-        assert result.exit_code == 0, (path, result.output)
-        outputs[" ".join(("chronik", *path))] = result.output
-    return outputs
-
-
 def test_no_user_facing_text_speaks_of_the_seed() -> None:
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
@@ -60,7 +39,7 @@ def test_no_user_facing_text_speaks_of_the_seed() -> None:
     ]
     found += [
         f"{command} --help: {match.group(0)}"
-        for command, text in all_help_output().items()
+        for command, text in every_help_page().items()
         for match in JARGON.finditer(" ".join(text.split()))
     ]
     assert found == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Any
 
 import msgspec
@@ -20,6 +21,7 @@ from chronik.cli.demo_bank import run_bank_demo  # (the bank and video demos imp
 from chronik.cli.demo_cart import run_cart_demo
 from chronik.cli.demo_video import run_video_demo
 from chronik.cli.groups import groups_app, worker
+from chronik.cli.help import CliApp
 from chronik.cli.projections import (
     projections_app,
     reconcile_command,
@@ -42,14 +44,14 @@ from chronik.domain import aggregates
 from chronik.errors import InvalidExpectedVersion
 from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
 
-app = typer.Typer(
+app = CliApp(
     name="chronik",
     help="An event store you can talk to: append, read, audit and time-travel streams.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(
+demo_app = CliApp(
     help="Narrated runs of the example applications: a shopping cart, a bank, a video pipeline.",
     no_args_is_help=True,
 )
@@ -91,6 +93,22 @@ def parse_moment(text: str | None, option: str) -> datetime | None:
 
 def compact(value: Any) -> str:
     return _encode(value).decode()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"chronik {package_version('chronik')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print chronik's version."),
+    ] = False,
+) -> None:
+    """The options of `chronik` itself (its help text is the app's)."""
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import msgspec
 import typer
 from rich.table import Table
 
+from chronik.cli.help import CliApp
 from chronik.cli.stores import StoreOption, opened_store, reported_errors
 from chronik.cli.tables import stdout_console
 from chronik.groups import (
@@ -36,7 +37,7 @@ from chronik.groups import (
 )
 from chronik.store import default_store_url, open_store
 
-groups_app = typer.Typer(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
+groups_app = CliApp(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
 console = stdout_console()
 
 HandlerOption = Annotated[str, typer.Option("--handler", help="The handler as module:function(event, uow).")]
@@ -221,7 +222,7 @@ def discard(
 
 def standalone_app() -> typer.Typer:
     """The commands as their own app, mounted the way the main app mounts them."""
-    app = typer.Typer(no_args_is_help=True)
+    app = CliApp(no_args_is_help=True)
     app.add_typer(groups_app, name="groups")
     app.command("worker")(worker)
     return app

@@ -39,7 +39,8 @@ from chronik.audit import seal as seal_log
 from chronik.audit import trace as trace_operation
 from chronik.audit import verify as verify_log
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
-from chronik.cli.stores import missing_sqlite_file
+from chronik.cli.help import CliApp
+from chronik.cli.stores import StoreOption, missing_sqlite_file
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
@@ -64,14 +65,8 @@ from chronik.store import EventStore, default_store_url, open_store
 BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
 MODULES_VARIABLE: Final = "CHRONIK_PROJECTION_MODULES"
 
-projections_app = typer.Typer(
-    help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True
-)
+projections_app = CliApp(help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True)
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", "-s", help="Store URL (default: $CHRONIK_STORE, else sqlite:///./chronik.db)."),
-]
 ModuleOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -539,7 +534,7 @@ seal = seal_command
 
 def standalone_app() -> typer.Typer:
     """All of this module's commands on one app: for `python -m chronik.cli.projections` and tests."""
-    app = typer.Typer(no_args_is_help=True, help="chronik projections and audit")
+    app = CliApp(no_args_is_help=True, help="chronik projections and audit")
     app.add_typer(projections_app, name="projections")
     app.command("reconcile")(reconcile_command)
     app.command("trace")(trace_command)

@@ -24,10 +24,12 @@ from chronik.store import EventStore, default_store_url, open_store
 
 err = Console(stderr=True, soft_wrap=True)
 
+# The one `--store` option (with its short form `-s`) of every command but the demos'.
 StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
+        "-s",
         help="Store URL (memory://, sqlite:///path.db, postgresql://...). "
         "Default: $CHRONIK_STORE, else sqlite:///./chronik.db.",
         show_default=False,
@@ -49,6 +51,7 @@ def demo_store_option(demo: str) -> Any:
     """The `--store` option of `chronik demo <demo>`, whose help says which file it uses by default."""
     return typer.Option(
         "--store",
+        "-s",
         help=f"Store URL (memory://, sqlite:///path.db, postgresql://...). Default: this demo's own "
         f"file, {demo_store_url(demo)} (not $CHRONIK_STORE, nor the ./chronik.db a running "
         "`chronik serve` may be using).",
