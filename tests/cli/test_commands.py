@@ -101,6 +101,16 @@ def test_state_hydrates_through_the_registered_aggregate_and_time_travels(store_
     assert by_business_time["version"] == 1
 
 
+def test_state_past_the_streams_last_version_says_so(store_url: str) -> None:
+    """Issue #17.9: `--version 99` of a stream at version 1 printed version 1 as if asked for it."""
+    chronik(store_url, "append", "cart-9", "ItemAdded", '{"sku":"tea","quantity":2}')
+    chronik(store_url, "append", "cart-9", "ItemAdded", '{"sku":"mug","quantity":1}')
+    past = chronik(store_url, "state", "cart-9", "--version", "99")
+    assert past.exit_code == 1 and past.stdout == ""
+    assert past.stderr == "error: aggregate stream 'cart-9' has no version 99: its last version is 1\n"
+    assert json.loads(chronik(store_url, "state", "cart-9", "--version", "1").stdout)["version"] == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
