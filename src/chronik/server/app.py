@@ -82,6 +82,9 @@ def create_app(
         blobs_dir=blobs_dir if blobs_dir is not None else default_blobs_dir(store),
     )
 
+    # Every append through this store object is counted, whoever makes it (routes, demo workers).
+    state.background.append(store.add_append_observer(metrics.observe_append))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
