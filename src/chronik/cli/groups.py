@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -48,6 +49,10 @@ def load_handler(spec: str) -> GroupHandler:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise typer.BadParameter(f"write the handler as module:function, not {spec!r}")
+    # The user's module is found from the working directory, as `python -m` (and uvicorn) would:
+    # the `chronik` script alone puts only its own folder on sys.path.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         handler = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
