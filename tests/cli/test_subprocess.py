@@ -39,8 +39,8 @@ def test_the_cart_demo_runs_twice_on_its_own_file_and_its_cart_can_be_inspected(
     assert (tmp_path / "chronik-cart-demo.db").exists()
     for text in ("Facts are appended", "Hydration", "Time travel", "product update", "conflict detected"):
         assert text in outputs[1]
-    assert "retried on fresh prices: bob pays 5.50 EUR" in outputs[1]
-    assert "= 29.00 EUR" in outputs[1]
+    assert "retried on fresh prices: bob pays €5.50" in outputs[1]
+    assert "= €29.00" in outputs[1]
     carts = [re.search(r"cart: (cart-[0-9a-f]+)", text) for text in outputs]
     assert all(carts) and carts[0] != carts[1]
     stream = carts[1].group(1)  # type: ignore[union-attr]

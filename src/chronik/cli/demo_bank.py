@@ -23,15 +23,12 @@ from chronik.cli.stores import demo_store_url
 from chronik.clock import ManualClock, system_clock
 from chronik.errors import InvalidInput
 from chronik.examples.bank import AccountBalances, Bank, MonthlyStatements, queries
+from chronik.examples.money import euros
 from chronik.projections import UnsupportedStore, catch_up
 from chronik.store import EventStore, open_store
 
 START = datetime(2021, 3, 1, 9, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
-
-
-def euros(cents: int | None) -> str:
-    return "-" if cents is None else f"{cents / 100:,.2f} EUR"
 
 
 def _day(moment: datetime) -> str:

@@ -137,10 +137,10 @@ chronik.registerApp("bank", async (el, params) => {
     const t0 = lines.length ? new Date(lines[0].occurred_at).getTime() : 0;
     const points = lines.map((l) => [(new Date(l.occurred_at).getTime() - t0) / 86_400_000, l.balance_cents / 100]);
     const chart = lines.length ? lineChart(points, {
-      height: 190, testid: "balance-chart", dots: true, padLeft: 70, yLabel: "balance (€), by business time",
+      height: 190, testid: "balance-chart", dots: true, padLeft: 84, yLabel: "balance, by business time",
       titles: lines.map((l) => `${fmtTime(l.occurred_at).slice(0, 10)} · ${l.description} · ${euros(l.amount_cents)} → ${euros(l.balance_cents)}`),
       xLabels: [fmtTime(lines[0].occurred_at).slice(0, 10), fmtTime(lines[lines.length - 1].occurred_at).slice(0, 10)],
-      yFormat: (v) => `${v.toLocaleString("en", { maximumFractionDigits: 0 })} €`,
+      yFormat: (v) => euros(Math.round(v * 100)),
     }) : h("div", { class: "empty", text: "No money has moved in this account yet." });
     const shownLines = showAllLines ? [...lines].reverse() : [...lines].reverse().slice(0, 12);
     const moreLines = lines.length > shownLines.length
