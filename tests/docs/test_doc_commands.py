@@ -40,6 +40,7 @@ from typer.testing import CliRunner
 
 from chronik.cli.app import app
 from chronik.store import open_store
+from tests.server.test_demo import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -205,14 +206,15 @@ def start_and_stop(path: tuple[str, ...], args: list[str], folder: Path) -> None
                 line = process.stderr.readline()
                 assert line and time.monotonic() < deadline, "no 'chronik serving' line"
             url = line.split(" on ")[1].split(" ")[0].rstrip("/")
-            while True:
+
+            def ready() -> bool:
                 try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
+                    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and process.poll() is None, "the server did not come up"
-                time.sleep(0.2)
+                    assert process.poll() is None, "the server stopped"
+                    return False
+
+            wait_for(ready, timeout=60)
         else:
             time.sleep(3)
             assert process.poll() is None, process.communicate()[1][-3000:]  # it should still run
