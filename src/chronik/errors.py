@@ -218,6 +218,15 @@ class AggregateNotFound(StreamNotFound):
         self.args = (f"aggregate stream {stream!r} {reason}",)
 
 
+class VersionNotFound(AggregateNotFound):
+    """Time travel to a version past the stream's end: said, rather than answered with the last version."""
+
+    def __init__(self, stream: str, version: int, last_version: int) -> None:
+        super().__init__(stream, f"has no version {version}: its last version is {last_version}")
+        self.version = version
+        self.last_version = last_version
+
+
 class UnknownAggregateType(ChronikError, LookupError):
     """No aggregate class is registered for a stream's category."""
 

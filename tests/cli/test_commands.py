@@ -101,6 +101,16 @@ def test_state_hydrates_through_the_registered_aggregate_and_time_travels(store_
     assert by_business_time["version"] == 1
 
 
+def test_state_past_the_streams_last_version_says_so(store_url: str) -> None:
+    """Issue #17.9: `--version 99` of a stream at version 1 printed version 1 as if asked for it."""
+    chronik(store_url, "append", "cart-9", "ItemAdded", '{"sku":"tea","quantity":2}')
+    chronik(store_url, "append", "cart-9", "ItemAdded", '{"sku":"mug","quantity":1}')
+    past = chronik(store_url, "state", "cart-9", "--version", "99")
+    assert past.exit_code == 1 and past.stdout == ""
+    assert past.stderr == "error: aggregate stream 'cart-9' has no version 99: its last version is 1\n"
+    assert json.loads(chronik(store_url, "state", "cart-9", "--version", "1").stdout)["version"] == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -156,14 +166,25 @@ def test_the_cart_demo_tells_every_scene_on_any_store() -> None:
         "2. Hydration",
         "3. Time travel",
         "4. A product update",
-        "5. The seed's race",
+        "5. The race",
         "7. The audit",
     ]
     positions = [result.stdout.index(scene) for scene in scenes]
     assert positions == sorted(positions)
     assert "conflict detected: wrong expected version" in result.stdout
-    assert "bob pays 5.50 EUR" in result.stdout
+    assert "bob pays €5.50" in result.stdout
     assert "chronik state" not in result.stdout  # no pointers to a store that is gone afterwards
+
+
+@pytest.mark.parametrize("demo", ["cart", "bank", "video"])
+def test_a_demos_help_names_the_store_it_uses(demo: str) -> None:
+    """Issue #17.6: `chronik demo bank --help` said $CHRONIK_STORE or ./chronik.db, while it used a
+    file of its own."""
+    result = runner.invoke(app, ["demo", demo, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert f"Default: this demo's own file, sqlite:///./chronik-{demo}-demo.db" in text
+    assert "Default: $CHRONIK_STORE" not in text
 
 
 def test_help_files_every_command_under_a_panel_by_concern() -> None:
@@ -175,7 +196,7 @@ def test_help_files_every_command_under_a_panel_by_concern() -> None:
         "Audit and read models",
         "Workers and consumer groups",
         "Server",
-        "The seed's examples",
+        "Example applications",
     ):
         assert f"─ {panel} ─" in result.output
     assert "─ Commands ─" not in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from chronik.events.envelope import NewEvent
+from chronik.store import open_store
 
 
 def run_chronik(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,21 +30,24 @@ def run_chronik(*args: str, cwd: Path, input: str | None = None) -> subprocess.C
     )
 
 
-def test_the_cart_demo_runs_twice_on_the_default_file_and_its_cart_can_be_inspected(tmp_path: Path) -> None:
+def test_the_cart_demo_runs_twice_on_its_own_file_and_its_cart_can_be_inspected(tmp_path: Path) -> None:
     outputs = []
     for _ in range(2):
         done = run_chronik("demo", "cart", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
-    assert (tmp_path / "chronik.db").exists()
+    assert (tmp_path / "chronik-cart-demo.db").exists()
     for text in ("Facts are appended", "Hydration", "Time travel", "product update", "conflict detected"):
         assert text in outputs[1]
-    assert "retried on fresh prices: bob pays 5.50 EUR" in outputs[1]
-    assert "= 29.00 EUR" in outputs[1]
+    assert "retried on fresh prices: bob pays €5.50" in outputs[1]
+    assert "= €29.00" in outputs[1]
     carts = [re.search(r"cart: (cart-[0-9a-f]+)", text) for text in outputs]
     assert all(carts) and carts[0] != carts[1]
     stream = carts[1].group(1)  # type: ignore[union-attr]
-    shown = run_chronik("state", stream, cwd=tmp_path)
+    hint = re.search(rf"chronik state {stream} --store (\S+)", outputs[1])  # the demo's closing hint
+    assert hint is not None and hint.group(1) == "sqlite:///./chronik-cart-demo.db"
+    store = ("--store", hint.group(1))
+    shown = run_chronik("state", stream, *store, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     state = json.loads(shown.stdout)
     assert (state["aggregate"], state["state"]["checked_out"], state["state"]["total_cents"]) == (
@@ -48,8 +55,33 @@ def test_the_cart_demo_runs_twice_on_the_default_file_and_its_cart_can_be_inspec
         True,
         2900,
     )
-    before = json.loads(run_chronik("state", stream, "--version", "1", cwd=tmp_path).stdout)
+    before = json.loads(run_chronik("state", stream, "--version", "1", *store, cwd=tmp_path).stdout)
     assert before["state"]["items"] == {f"tea-{stream[5:]}": 2, f"mug-{stream[5:]}": 1}
+
+
+def store_files(folder: Path, name: str) -> dict[str, tuple[str, int]]:
+    """A SQLite store's files (the database, its WAL and shared memory) by name: content hash and mtime."""
+    return {
+        path.name: (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        for path in sorted(folder.glob(f"{name}*"))
+    }
+
+
+@pytest.mark.parametrize("demo", ["cart", "bank"])
+def test_a_demo_keeps_to_its_own_store_and_leaves_chronik_db_alone(tmp_path: Path, demo: str) -> None:
+    """Issue #17.6: `chronik demo video` wrote into the `./chronik.db` of a running `serve --demo`,
+    whose workers took its jobs. Each demo uses a file of its own unless given --store, and says
+    which at the start. (`chronik demo video` is checked the same way in test_video_demo.py.)"""
+    server_store = f"sqlite:///{tmp_path / 'chronik.db'}"
+    with open_store(server_store) as store:
+        store.append("server-1", [NewEvent(type="Started", data={})])
+    before = store_files(tmp_path, "chronik.db")
+    done = run_chronik("demo", demo, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert store_files(tmp_path, "chronik.db") == before  # not opened for writing, not changed
+    first_line = done.stdout.splitlines()[1]  # the first, under the title
+    assert first_line == f"store: sqlite:///./chronik-{demo}-demo.db"
+    assert (tmp_path / f"chronik-{demo}-demo.db").exists()
 
 
 @pytest.mark.parametrize(

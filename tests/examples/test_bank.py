@@ -42,11 +42,11 @@ def test_an_account_never_goes_below_its_overdraft_limit(store: EventStore) -> N
     with pytest.raises(InsufficientFunds) as refused:
         bank.withdraw("ann", 1_001, command_id="w1")
     assert (refused.value.balance, refused.value.amount) == (1_000, 1_001)
-    assert str(refused.value).endswith("1001 cents would take it below zero")
+    assert str(refused.value).endswith("€10.01 would take it below zero")
     bank.withdraw("ann", 1_000, command_id="w2")
     bank.set_overdraft_limit("ann", 500, command_id="limit")
     bank.withdraw("ann", 500, command_id="w3")  # down to -500: allowed by the limit
-    with pytest.raises(InsufficientFunds, match="below -500 cents, its overdraft limit"):
+    with pytest.raises(InsufficientFunds, match=r"below -€5\.00, its overdraft limit"):
         bank.withdraw("ann", 1, command_id="w4")
     assert bank.account("ann").state.balance_cents == -500
     with pytest.raises(InvalidAmount):
@@ -189,7 +189,7 @@ def test_transfers_complete_reject_or_compensate_and_money_is_kept(store: EventS
     done = bank.transfer("t-ok", "ann", "bob", 2_500)
     assert done.state.status == "completed"
     rejected = bank.transfer("t-big", "ann", "bob", 1_000_000)
-    assert rejected.state.status == "rejected" and "holds 7500 cents" in (rejected.state.reason or "")
+    assert rejected.state.status == "rejected" and "holds €75.00" in (rejected.state.reason or "")
     bank.freeze("bob", command_id="freeze-bob")
     compensated = bank.transfer("t-frozen", "ann", "bob", 1_000)
     assert compensated.state.status == "compensated" and "frozen" in (compensated.state.reason or "")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from chronik.events.envelope import NewEvent
 from chronik.store import open_store
-from tests.cli.test_subprocess import run_chronik
+from tests.cli.test_subprocess import run_chronik, store_files
 
 
 @pytest.mark.chaos
@@ -20,12 +21,17 @@ from tests.cli.test_subprocess import run_chronik
 def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(
     process_store_url: str, tmp_path: Path
 ) -> None:
-    # SQLite: the demo's default store, ./chronik.db, as a user who gives no --store gets it.
+    # SQLite: the demo's default store, its own ./chronik-video-demo.db, as a user who gives no --store
+    # gets it, beside a ./chronik.db (a `chronik serve --demo`'s) that it must leave alone (#17.6).
     default = process_store_url.startswith("sqlite")
-    url = f"sqlite:///{tmp_path / 'chronik.db'}" if default else process_store_url
-    store_args = () if default else ("--store", url)
+    url = f"sqlite:///{tmp_path / 'chronik-video-demo.db'}" if default else process_store_url
+    demo_args = () if default else ("--store", url)
+    store_args = ("--store", url)  # for the commands run afterwards
+    with open_store(f"sqlite:///{tmp_path / 'chronik.db'}") as server_store:
+        server_store.append("server-1", [NewEvent(type="Started", data={})])
+    server_files = store_files(tmp_path, "chronik.db")
     done = subprocess.run(
-        [sys.executable, "-m", "chronik", "demo", "video", *store_args],
+        [sys.executable, "-m", "chronik", "demo", "video", *demo_args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -39,6 +45,8 @@ def test_the_video_demo_fences_the_frozen_worker_and_finishes_every_video(
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert ("store: postgresql://" in text) is not default, text[:500]  # the demo ran where it was told
+    assert ("store: sqlite:///./chronik-video-demo.db" in text) is default, text[:500]
+    assert store_files(tmp_path, "chronik.db") == server_files
     assert "this run: {'succeeded': 4, 'failed': 1}" in text, text[-3000:]
     assert "worker-1: succeeded 0, failed attempts 0, parked 0, fenced 1" in text
     assert "has exactly 1 success" in text and "no longer holds partition" in text

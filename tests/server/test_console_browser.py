@@ -7,6 +7,7 @@ Without /usr/bin/chromium these tests skip (fail under CHRONIK_REQUIRE_SERVICES=
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chronik.examples.money import euros
 from chronik.examples.video import make_sample_video
 from chronik.server.demo import RECEIPTS_GROUP, start_demo
 from chronik.server.keys import keyring_for
@@ -54,9 +56,10 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+@contextlib.contextmanager
+def opened_page(browser: Browser, **context_options: Any) -> Iterator[Page]:
+    """A page in a fresh browser context; at the end, no error may have been logged by the console."""
+    context = browser.new_context(**context_options)
     opened = context.new_page()
     problems: list[str] = []
 
@@ -70,6 +73,12 @@ def page(browser: Browser) -> Iterator[Page]:
     yield opened
     context.close()
     assert problems == [], f"the console logged errors: {problems}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    with opened_page(browser, viewport={"width": 1400, "height": 900}) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -226,7 +235,7 @@ def test_projections_rebuild_with_progress_and_rows(demo: LiveServer, page: Page
     row = page.locator("tr[data-projection='carts_by_status']")
     expect(row).to_contain_text("current")
     page.get_by_test_id("rebuild-carts_by_status").click()
-    expect(row.get_by_test_id("rebuild-done")).to_have_text("rebuilt → v2", timeout=20_000)
+    expect(row.get_by_test_id("rebuild-done")).to_have_text("rebuilt → set 2", timeout=20_000)
     row.get_by_role("button", name="carts", exact=True).click()
     rows = page.get_by_test_id("projection-rows")
     expect(rows).to_contain_text("alice-1")
@@ -246,7 +255,7 @@ def test_cart_page_shops_and_checks_out(demo: LiveServer, page: Page) -> None:
     shot(page, "09-cart")
     cart_row.get_by_test_id("cart-checkout").click()
     expect(cart_row).to_contain_text("checked out")
-    expect(cart_row).to_contain_text("39.00")
+    expect(cart_row).to_contain_text("€39.00")
 
 
 def test_with_keys_the_console_asks_for_one(make_server: ServerFactory, page: Page) -> None:
@@ -288,7 +297,7 @@ def test_the_stream_page_notices_new_events(demo: LiveServer, page: Page) -> Non
 def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServer, page: Page) -> None:
     with demo.client() as http:
         wait_for(
-            lambda: http.get("/api/bank/transfers/seed-dinner").json()["transfer"]["status"] == "completed"
+            lambda: http.get("/api/bank/transfers/demo-dinner").json()["transfer"]["status"] == "completed"
         )
         lines = http.get("/api/bank/accounts/carol/statement").json()["lines"]
     page.goto(demo.url + "/#/apps/bank")
@@ -301,7 +310,7 @@ def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServ
     expect(chart).to_have_attribute("data-points", str(len(lines)))
     expect(chart.locator("circle.point")).to_have_count(len(lines))
     expect(chart.locator("polyline.series")).to_have_count(1)
-    expect(page.get_by_test_id("account-balance")).to_have_text(f"{lines[-1]['balance_cents'] / 100:.2f} €")
+    expect(page.get_by_test_id("account-balance")).to_have_text(euros(lines[-1]["balance_cents"]))
     statement = page.get_by_test_id("statement-table")
     expect(statement.locator("tbody tr")).to_have_count(12)  # the newest; the rest on request
     page.get_by_role("button", name=f"Show all {len(lines)} entries").click()
@@ -312,7 +321,7 @@ def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServ
     first_month_end = lines[2]["occurred_at"][:19]
     page.get_by_test_id("asof-time").fill(first_month_end)
     page.get_by_test_id("asof-go").click()
-    expect(page.get_by_test_id("asof-result")).to_contain_text(f"{lines[2]['balance_cents'] / 100:.2f} €")
+    expect(page.get_by_test_id("asof-result")).to_contain_text(euros(lines[2]["balance_cents"]))
     expect(page.get_by_test_id("asof-result")).to_contain_text("business time")
     shot(page, "13-bank-accounts")
 
@@ -320,9 +329,7 @@ def test_bank_page_shows_accounts_a_balance_chart_and_moves_money(demo: LiveServ
     page.get_by_test_id("money-account").select_option("carol")
     page.get_by_test_id("money-amount").fill("12.34")
     page.get_by_test_id("deposit").click()
-    expect(page.get_by_test_id("account-balance")).to_have_text(
-        f"{(lines[-1]['balance_cents'] + 1234) / 100:.2f} €"
-    )
+    expect(page.get_by_test_id("account-balance")).to_have_text(euros(lines[-1]["balance_cents"] + 1234))
     expect(chart).to_have_attribute("data-points", str(len(lines) + 1))
     expect(chart.locator("circle.point")).to_have_count(len(lines) + 1)
 

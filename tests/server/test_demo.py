@@ -123,10 +123,10 @@ def test_the_demo_moves_money_and_transcodes_videos(make_server: ServerFactory) 
     with live.client() as http:
         wait_for(
             lambda: (
-                http.get("/api/bank/transfers/seed-rent-share").json()["transfer"]["status"] == "completed"
+                http.get("/api/bank/transfers/demo-rent-share").json()["transfer"]["status"] == "completed"
             )
         )
-        rejected = http.get("/api/bank/transfers/seed-too-much").json()["transfer"]
+        rejected = http.get("/api/bank/transfers/demo-too-much").json()["transfer"]
         assert rejected["status"] == "rejected"
         wait_for(lambda: live.state.demo["clerk"].actions >= 5)
         wait_for(lambda: http.get("/api/bank/ledger").json()["unfinished_transfers"] == [])

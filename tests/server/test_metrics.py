@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import httpx
 
 from chronik.groups import GroupConfig, GroupMember
+from chronik.server.demo import start_demo
 from chronik.server.metrics import Registry, parse_exposition
-from tests.server.conftest import LiveServer, event
+from tests.server.conftest import LiveServer, ServerFactory, event
 
 _LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? \S+$')
 
@@ -95,3 +98,35 @@ def test_counters_are_published_at_zero_before_anything_happens(http: httpx.Clie
     assert values['chronik_appends_total{outcome="conflict"}'] == 0
     assert values['chronik_reads_total{kind="log"}'] == 0
     assert values["chronik_appended_events_total"] == 0
+
+
+def test_appends_count_every_append_of_the_process_with_the_demo_workers_running(
+    make_server: ServerFactory,
+) -> None:
+    """Issue #17.12: `chronik_appends_total` counted only HTTP appends (5 after about 900 demo events).
+
+    The demo's seeding, shopper, bank clerk, receipt printer and transfer process manager all write
+    through the server's store in its own process; with them stopped, the events counted are the log."""
+    live = make_server()
+    start_demo(live.state, interval=0.05, lease_ttl=3.0, seed=3, bank_interval=0.1, video=False)
+    with live.client() as http:
+        http.post("/api/streams/order-1/events", json={"events": [event("Placed")]})
+        http.post("/api/streams/order-1/events", json={"events": [event()], "expected_version": 5})
+        deadline = time.monotonic() + 30
+        while live.state.demo["printer"].printed < 2 or live.state.demo["clerk"].actions < 5:
+            assert time.monotonic() < deadline, "the demo's workers did not get going"
+            time.sleep(0.05)
+        for part in ("shopper", "clerk", "transfers"):
+            live.state.demo[part].stop()
+        for member in live.state.members:
+            member.stop()
+        for thread in threading.enumerate():
+            if thread.name.startswith("demo-"):
+                thread.join(10)
+        values = parse_exposition(http.get("/metrics").text)
+    head = live.store.head_position()
+    assert head > 200  # a year of bank history, carts, receipts, transfers
+    assert values["chronik_appended_events_total"] == head
+    assert values['chronik_appends_total{outcome="ok"}'] > 100  # not just the one over HTTP
+    assert values['chronik_appends_total{outcome="conflict"}'] >= 1
+    assert values["chronik_append_duration_seconds_count"] == values['chronik_appends_total{outcome="ok"}']

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Any
 
 import msgspec
@@ -21,30 +22,41 @@ from chronik.cli.demo_bank import run_bank_demo  # (the bank and video demos imp
 from chronik.cli.demo_cart import run_cart_demo
 from chronik.cli.demo_video import run_video_demo
 from chronik.cli.groups import groups_app, worker
+from chronik.cli.help import CliApp
 from chronik.cli.projections import projections_app, reconcile_command
 from chronik.cli.serve import keys_app, serve
-from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
+from chronik.cli.stores import (
+    CommandFailed,
+    StoreOption,
+    demo_store_option,
+    demo_store_url,
+    opened_store,
+    reported_errors,
+)
 from chronik.cli.tables import history_table, print_events, stdout_console
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
 from chronik.errors import InvalidExpectedVersion
 from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
 
-app = typer.Typer(
+app = CliApp(
     name="chronik",
     help="An event store you can talk to: append, read, audit and time-travel streams.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(help="Narrated runs of the bundled examples.", no_args_is_help=True)
+demo_app = CliApp(
+    help="Narrated runs of the example applications: a shopping cart, a bank, a video pipeline.",
+    no_args_is_help=True,
+)
 
 # `chronik --help` lists the commands in these panels, so a reader finds one by what it is for.
 LOG = "The log"
 AUDIT = "Audit and read models"
 WORKERS = "Workers and consumer groups"
 SERVER = "Server"
-EXAMPLES = "The seed's examples"
+EXAMPLES = "Example applications"
 
 out = stdout_console()
 
@@ -76,6 +88,22 @@ def parse_moment(text: str | None, option: str) -> datetime | None:
 
 def compact(value: Any) -> str:
     return _encode(value).decode()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"chronik {package_version('chronik')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print chronik's version."),
+    ] = False,
+) -> None:
+    """The options of `chronik` itself (its help text is the app's)."""
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -212,25 +240,25 @@ def state(
 
 
 @demo_app.command("cart")
-def demo_cart(store_url: StoreOption = None) -> None:
-    """The seed's cart: events, hydration, time travel, a price change, and the race made safe."""
-    with opened_store(store_url, create=True) as store:
+def demo_cart(store_url: Annotated[str | None, demo_store_option("cart")] = None) -> None:
+    """The shopping cart: events, hydration, time travel, a price change, and the race made safe."""
+    with opened_store(store_url or demo_store_url("cart"), create=True) as store:
         run_cart_demo(store, Console(highlight=False))
 
 
 @demo_app.command("bank")
-def demo_bank(store_url: StoreOption = None) -> None:
-    """The seed's bank: transfers, a compensation, five years of time travel, a back-dated correction."""
+def demo_bank(store_url: Annotated[str | None, demo_store_option("bank")] = None) -> None:
+    """The bank: transfers, a compensation, five years of time travel, a back-dated correction."""
     with reported_errors():
         run_bank_demo(store_url, Console(highlight=False))
 
 
 @demo_app.command("video")
 def demo_video(
-    store_url: StoreOption = None,
+    store_url: Annotated[str | None, demo_store_option("video")] = None,
     workers: Annotated[int, typer.Option("--workers", min=2, help="Worker processes to start.")] = 3,
 ) -> None:
-    """The seed's video pipeline: real transcodes by worker processes, a paused worker fenced, timelines."""
+    """The video pipeline: real transcodes by worker processes, a paused worker fenced, timelines."""
     with reported_errors():
         run_video_demo(store_url, Console(highlight=False), workers=workers)
 

@@ -1,4 +1,4 @@
-"""`chronik demo bank`: the seed's bank told against a real store, five years on a manual clock.
+"""`chronik demo bank`: the bank example told against a real store, five years on a manual clock.
 
 The store is opened with a `ManualClock` so that "five years ago" is a real point of the log, not
 a pretence: every event is recorded at the clock's time. The clock starts at 1 March 2021, or just
@@ -7,8 +7,8 @@ backwards), so the demo can run again and again on the same file with fresh acco
 
 Because the clock moves five years at a time, a second run records events in the future, and every
 later append to that log would be clamped to that future time. So without `--store` the demo keeps
-to a file of its own (`chronik-bank-demo.db`), never the default store; and on a store given with
-`--store` it refuses to push recorded time past the real present.
+to a file of its own (`chronik-bank-demo.db`), never the default store (like every demo); and on a
+store given with `--store` it refuses to push recorded time past the real present.
 """
 
 from __future__ import annotations
@@ -19,18 +19,16 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.stores import demo_store_url
 from chronik.clock import ManualClock, system_clock
 from chronik.errors import InvalidInput
 from chronik.examples.bank import AccountBalances, Bank, MonthlyStatements, queries
+from chronik.examples.money import euros
 from chronik.projections import UnsupportedStore, catch_up
 from chronik.store import EventStore, open_store
 
 START = datetime(2021, 3, 1, 9, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
-
-
-def euros(cents: int | None) -> str:
-    return "-" if cents is None else f"{cents / 100:,.2f} EUR"
 
 
 def _day(moment: datetime) -> str:
@@ -47,7 +45,7 @@ def _start_after_log(store: EventStore) -> datetime:
     return last[0].recorded_at.replace(microsecond=0) + timedelta(days=1)
 
 
-DEMO_STORE_URL = "sqlite:///./chronik-bank-demo.db"
+DEMO_STORE_URL = demo_store_url("bank")
 
 
 class DemoWouldWriteTheFuture(InvalidInput):
@@ -76,7 +74,7 @@ def _run(store: EventStore, clock: ManualClock, console: Console) -> None:
     run = uuid.uuid4().hex[:6]
     alice, bob, carol = (f"{name}-{run}" for name in ("alice", "bob", "carol"))
     bank = Bank(store, actor="teller")
-    console.rule("[bold]chronik demo: the seed's bank, a ledger of events")
+    console.rule("[bold]chronik demo: the bank (an example application), a ledger of events")
     console.print(
         f"store: {store.url}\naccounts: account-{alice}, account-{bob}, account-{carol}", highlight=False
     )

@@ -1,4 +1,4 @@
-"""`chronik demo cart`: the seed's story told against a real store.
+"""`chronik demo cart`: the shopping cart example's story told against a real store.
 
 Every run uses fresh stream ids, so it can be run again and again on the same file. Each scene
 prints what happened in the log, so the reader sees that state is only ever derived from events.
@@ -17,13 +17,10 @@ from chronik.cli.tables import history_table, print_events
 from chronik.domain import aggregates
 from chronik.errors import WrongExpectedVersion
 from chronik.examples.cart import Cart, Product, check_out, load_products
+from chronik.examples.money import euros
 from chronik.store import EventStore
 
 _encode = msgspec.json.Encoder().encode
-
-
-def _euros(cents: int | None) -> str:
-    return "-" if cents is None else f"{cents / 100:.2f} EUR"
 
 
 def _show_state(console: Console, title: str, aggregate: Any, state: dict[str, Any]) -> None:
@@ -38,7 +35,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     tea, mug = f"tea-{run}", f"mug-{run}"
     repository = aggregates.repository(store)
     persistent = not store.url.startswith("memory:")  # worth pointing other commands at afterwards
-    console.rule("[bold]chronik demo: the seed's shopping cart")
+    console.rule("[bold]chronik demo: the shopping cart (an example application)")
     console.print(
         f"store: {store.url}\ncart: {cart_stream}   products: {Product.stream_name(tea)}, "
         f"{Product.stream_name(mug)}",
@@ -89,7 +86,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     product.update(price_cents=500)
     repository.save(product, metadata={"actor": "catalogue"})
     console.print(
-        f"{Product.stream_name(tea)}: {_euros(old_price)} -> {_euros(product.state.price_cents)}; "
+        f"{Product.stream_name(tea)}: {euros(old_price)} -> {euros(product.state.price_cents)}; "
         "the old price stays in the log:",
         highlight=False,
     )
@@ -97,8 +94,8 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
         console, store.read_stream(Product.stream_name(tea)), title=Product.stream_name(tea), with_time=False
     )
 
-    # 5. The seed's race -----------------------------------------------------------------------
-    console.rule("5. The seed's race: a read just before a concurrent change")
+    # 5. The race on a stale read --------------------------------------------------------------------
+    console.rule("5. The race: a read just before a concurrent change")
     tab_a = repository.load(Cart, cart_id)
     tab_b = repository.load(Cart, cart_id)
     console.print(
@@ -113,7 +110,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     tab_b.check_out({sku: p.state.price_cents for sku, p in products.items()})
     console.print(
         f"tab B, still on version {tab_b.version}, checks out {dict(tab_b.state.items)} "
-        f"for {_euros(tab_b.state.total_cents)} and saves...",
+        f"for {euros(tab_b.state.total_cents)} and saves...",
         highlight=False,
     )
     try:
@@ -135,7 +132,7 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     console.print(
         f"tab B reloads the fresh state (version {tab_a.version}) and decides again: "
         f"checked out {checked_out.state.items} at {checked_out.state.prices} cents "
-        f"= [bold]{_euros(checked_out.state.total_cents)}[/]",
+        f"= [bold]{euros(checked_out.state.total_cents)}[/]",
         highlight=False,
     )
 
@@ -148,20 +145,20 @@ def run_cart_demo(store: EventStore, console: Console) -> None:
     prices = load_products(repository, [tea])
     stale.check_out({tea: prices[tea].state.price_cents})
     console.print(
-        f"bob's checkout read the tea price: {_euros(prices[tea].state.price_cents)}",
+        f"bob's checkout read the tea price: {euros(prices[tea].state.price_cents)}",
         highlight=False,
     )
     product = repository.load(Product, tea)
     product.update(price_cents=550)
     repository.save(product, metadata={"actor": "catalogue"})
-    console.print("meanwhile the catalogue changes it to 5.50 EUR", highlight=False)
+    console.print(f"meanwhile the catalogue changes it to {euros(550)}", highlight=False)
     try:
         repository.save(stale, metadata={"actor": "bob"}, depends_on=prices.values())
     except WrongExpectedVersion as conflict:
         console.print(f"[red]conflict:[/] {conflict}", highlight=False)
     bobs, _ = check_out(repository, second.id, metadata={"actor": "bob"})
     console.print(
-        f"retried on fresh prices: bob pays [bold]{_euros(bobs.state.total_cents)}[/], "
+        f"retried on fresh prices: bob pays [bold]{euros(bobs.state.total_cents)}[/], "
         "the price current at the moment of checkout",
         highlight=False,
     )

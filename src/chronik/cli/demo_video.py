@@ -1,11 +1,13 @@
-"""`chronik demo video`: the seed's video pipeline with real worker processes and real transcodes.
+"""`chronik demo video`: the video pipeline example with real worker processes and real transcodes.
 
 It makes a few short synthetic videos with PyAV, starts worker processes (`python -m
 chronik.examples.video`), uploads, freezes the first worker with SIGSTOP in the middle of a job so
 the others take its partitions over, resumes it to show that its first heartbeat is refused (fenced),
 and prints every video's timeline and the board. The worker processes share the store by URL, so
 it needs a SQLite file or a PostgreSQL server (not `memory://`). Each run uses a fresh group and
-fresh video ids, so it can be run again on the same file.
+fresh video ids, so it can be run again on the same file. Without `--store` it uses a file of
+its own, `chronik-video-demo.db`: on the server's `chronik.db` a `chronik serve --demo` worker would
+take the demo's jobs and spoil its story.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.stores import demo_store_url
 from chronik.cli.video import LABELS
 from chronik.errors import InvalidInput
 from chronik.examples.video import BlobStore, VideoBoard, make_sample_video, queries, upload_video
 from chronik.projections import UnsupportedStore, catch_up
-from chronik.store import EventStore, default_store_url, open_store
+from chronik.store import EventStore, open_store
 
 TTL = 3.0  # short leases, so the takeover is quick to watch (a working worker heartbeats every TTL/3)
 SLOW = 3.0  # the first worker dawdles this long (heartbeating) after starting each job
@@ -87,7 +90,7 @@ def _status(store: EventStore, video_id: str) -> str:
 def run_video_demo(store_url: str | None, console: Console, *, workers: int = 3) -> None:
     if importlib.util.find_spec("av") is None:
         raise InvalidInput("the video demo transcodes with PyAV: pip install 'chronik[video]'")
-    url = store_url or default_store_url()
+    url = store_url or demo_store_url("video")
     if url.startswith("memory"):
         raise InvalidInput("the video demo starts worker processes: give it a shared store (sqlite:///x.db)")
     store = open_store(url)
@@ -114,7 +117,7 @@ def _run(store: EventStore, url: str, console: Console, count: int, started: lis
         board_projection.attach_inline()
     except UnsupportedStore:
         board_projection = None
-    console.rule("[bold]chronik demo: the seed's video pipeline")
+    console.rule("[bold]chronik demo: the video pipeline (an example application)")
     console.print(
         f"store: {store.url}\nblobs and worker logs: {work}\nconsumer group: {group}", highlight=False
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -18,6 +19,7 @@ import msgspec
 import typer
 from rich.table import Table
 
+from chronik.cli.help import CliApp
 from chronik.cli.stores import StoreOption, opened_store, reported_errors
 from chronik.cli.tables import stdout_console
 from chronik.groups import (
@@ -36,7 +38,7 @@ from chronik.groups import (
 )
 from chronik.store import default_store_url, open_store
 
-groups_app = typer.Typer(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
+groups_app = CliApp(help="Consumer groups: status, parked events, replay.", no_args_is_help=True)
 console = stdout_console()
 
 HandlerOption = Annotated[str, typer.Option("--handler", help="The handler as module:function(event, uow).")]
@@ -47,6 +49,10 @@ def load_handler(spec: str) -> GroupHandler:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise typer.BadParameter(f"write the handler as module:function, not {spec!r}")
+    # The user's module is found from the working directory, as `python -m` (and uvicorn) would:
+    # the `chronik` script alone puts only its own folder on sys.path.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         handler = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
@@ -221,7 +227,7 @@ def discard(
 
 def standalone_app() -> typer.Typer:
     """The commands as their own app, mounted the way the main app mounts them."""
-    app = typer.Typer(no_args_is_help=True)
+    app = CliApp(no_args_is_help=True)
     app.add_typer(groups_app, name="groups")
     app.command("worker")(worker)
     return app

@@ -34,7 +34,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from chronik.cli.stores import missing_sqlite_file
+from chronik.cli.help import CliApp
+from chronik.cli.stores import StoreOption, missing_sqlite_file
 from chronik.errors import ChronikError
 from chronik.projections import (
     Projection,
@@ -59,14 +60,8 @@ from chronik.store import EventStore, default_store_url, open_store
 BUILTIN_MODULES: Final = ("chronik.examples.cart.projections",)
 MODULES_VARIABLE: Final = "CHRONIK_PROJECTION_MODULES"
 
-projections_app = typer.Typer(
-    help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True
-)
+projections_app = CliApp(help="Read models: rebuild without downtime, status and lag.", no_args_is_help=True)
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", "-s", help="Store URL (default: $CHRONIK_STORE, else sqlite:///./chronik.db)."),
-]
 ModuleOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -448,7 +443,7 @@ def standalone_app() -> typer.Typer:
     plumbing) on one app: for `python -m chronik.cli.projections` and tests."""
     from chronik.cli.audit import keygen_command, seal_command, trace_command, verify_command
 
-    app = typer.Typer(no_args_is_help=True, help="chronik projections and audit")
+    app = CliApp(no_args_is_help=True, help="chronik projections and audit")
     app.add_typer(projections_app, name="projections")
     app.command("reconcile")(reconcile_command)
     app.command("trace")(trace_command)

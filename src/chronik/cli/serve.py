@@ -7,8 +7,10 @@ never a default. On loopback with no keys, requests are allowed without one.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,21 +19,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.help import CliApp
+from chronik.cli.stores import StoreOption
 from chronik.errors import ChronikError
 from chronik.store import default_store_url, open_store
 
-keys_app = typer.Typer(help="API keys for `chronik serve`: create, list, revoke.", no_args_is_help=True)
+keys_app = CliApp(help="API keys for `chronik serve`: create, list, revoke.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, highlight=False)
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL (default: $CHRONIK_STORE, else sqlite:///./chronik.db).",
-        show_default=False,
-    ),
-]
 
 
 def is_loopback(host: str) -> bool:
@@ -81,9 +76,15 @@ def serve(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     loopback = is_loopback(host)
+    shown = f"[{host}]" if ":" in host else host
+    # Bound first, before the store is opened (or created) and the demo seeded: a busy port is then
+    # the one thing said, in one line.
+    listening = listen(host, port)
+    port = listening.getsockname()[1]  # the port taken, also for --port 0
     try:
         store = open_store(store_url)
     except ChronikError as error:
+        listening.close()
         raise _fail(str(error), 1) from None
     try:
         try:
@@ -104,7 +105,6 @@ def serve(
         )
         if demo:
             start_demo(app.state.chronik)
-        shown = f"[{host}]" if ":" in host else host
         auth = "API keys required" if has_keys else "no API keys: open to this machine only"
         err.print(f"chronik serving {store.url} on http://{shown}:{port}/ ({auth})", highlight=False)
         config = uvicorn.Config(
@@ -115,9 +115,28 @@ def serve(
             timeout_graceful_shutdown=3,
             access_log=False,
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
+        listening.close()
         store.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to HOST:PORT, or exit 1 with one line saying why not (a busy port, a bad address)."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart at once
+    try:
+        listening.bind((address, port))
+    except OSError as error:
+        listening.close()
+        shown = f"[{address}]" if family == socket.AF_INET6 else address
+        reason = error.strerror or str(error)
+        busy = error.errno == errno.EADDRINUSE
+        hint = " (another server is using it: stop it or choose another --port)" if busy else ""
+        raise _fail(f"cannot listen on {shown}:{port}: {reason}{hint}", 1) from None
+    return listening
 
 
 @keys_app.command("create")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -24,15 +24,39 @@ from chronik.store import EventStore, default_store_url, open_store
 
 err = Console(stderr=True, soft_wrap=True)
 
+# The one `--store` option (with its short form `-s`) of every command but the demos'.
 StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
+        "-s",
         help="Store URL (memory://, sqlite:///path.db, postgresql://...). "
         "Default: $CHRONIK_STORE, else sqlite:///./chronik.db.",
         show_default=False,
     ),
 ]
+
+
+def demo_store_url(demo: str) -> str:
+    """The file a demo writes to when given no `--store`: its own, never the default store.
+
+    Why: `chronik serve --demo` runs on `./chronik.db` (or `$CHRONIK_STORE`) with workers of its
+    own; a demo writing there hands its jobs to the server's workers and leaves dead groups and
+    stray products in the console. So a demo neither reads `$CHRONIK_STORE` nor uses `chronik.db`.
+    """
+    return f"sqlite:///./chronik-{demo}-demo.db"
+
+
+def demo_store_option(demo: str) -> Any:
+    """The `--store` option of `chronik demo <demo>`, whose help says which file it uses by default."""
+    return typer.Option(
+        "--store",
+        "-s",
+        help=f"Store URL (memory://, sqlite:///path.db, postgresql://...). Default: this demo's own "
+        f"file, {demo_store_url(demo)} (not $CHRONIK_STORE, nor the ./chronik.db a running "
+        "`chronik serve` may be using).",
+        show_default=False,
+    )
 
 
 class CommandFailed(Exception):

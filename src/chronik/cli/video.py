@@ -23,12 +23,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chronik.cli.help import CliApp
 from chronik.cli.stores import CommandFailed, StoreOption, opened_store
 from chronik.cli.tables import stdout_console
 from chronik.errors import AggregateNotFound
 from chronik.examples.video import Video, queries, retry_video
 
-video_app = typer.Typer(
+video_app = CliApp(
     help="The video pipeline: videos by status, and retrying a parked one.", no_args_is_help=True
 )
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from chronik.domain.aggregate import Aggregate
 from chronik.domain.repository import Repository, register_events
-from chronik.errors import InvalidInput, UnknownAggregateType
+from chronik.errors import InvalidInput, UnknownAggregateType, VersionNotFound
 from chronik.events.codec import EventCodec
 from chronik.events.envelope import category_of, check_stream_name
 from chronik.store.contract import EventStore
@@ -69,6 +69,10 @@ class AggregateRegistry:
         aggregate = self.repository(store).load(
             aggregate_class, id, version=version, recorded_at=recorded_at, occurred_at=occurred_at
         )
+        # `Repository.load` reads `version` as "at or before"; a person asking for version 99 of a
+        # stream that ends at 3 has made a mistake, and is told so (`chronik state`, GET .../state).
+        if version is not None and aggregate.version is not None and aggregate.version < version:
+            raise VersionNotFound(stream, version, aggregate.version)
         return aggregate, aggregate.to_dict()
 
 

@@ -26,7 +26,7 @@ from chronik.server.context import AppPage, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
 from chronik.server.metrics import ServerMetrics
 from chronik.server.middleware import BodyLimit, MetricsAndHeaders
-from chronik.server.problems import install_problem_handlers
+from chronik.server.problems import declare_json_body_problems, install_problem_handlers
 from chronik.server.routes import APPLICATION_MODULES, groups, log, ops, projections, streams
 from chronik.server.telemetry import install_collectors
 from chronik.store import EventStore
@@ -82,6 +82,9 @@ def create_app(
         blobs_dir=blobs_dir if blobs_dir is not None else default_blobs_dir(store),
     )
 
+    # Every append through this store object is counted, whoever makes it (routes, demo workers).
+    state.background.append(store.add_append_observer(metrics.observe_append))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -105,7 +108,7 @@ def create_app(
     install_problem_handlers(app)
     install_collectors(state)
     for router in (ops.router, streams.router, log.router, projections.router, groups.router):
-        app.include_router(router)
+        app.include_router(declare_json_body_problems(router))
     for page in _include_applications(app, applications):
         state.apps.append(page)
     if console:
@@ -133,7 +136,7 @@ def _include_applications(app: FastAPI, modules: Iterable[str]) -> list[AppPage]
     pages = []
     for name in modules:
         module = importlib.import_module(name)
-        app.include_router(module.router)
+        app.include_router(declare_json_body_problems(module.router))
         page = getattr(module, "page", None)
         if isinstance(page, AppPage):
             pages.append(page)

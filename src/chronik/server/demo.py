@@ -1,4 +1,4 @@
-"""`chronik serve --demo`: the seed's applications seeded, and workers making them move.
+"""`chronik serve --demo`: the example applications filled with demo data, and workers making them move.
 
 What runs (all threads of the server process, stopped with it):
 
@@ -222,9 +222,9 @@ def seed_bank(store: EventStore, *, now: datetime | None = None) -> int:
     finally:
         store.clock = original_clock
     for transfer_id, source, target, cents, reference in (
-        ("seed-rent-share", "alice", "bob", 60_000, "rent share"),
-        ("seed-dinner", "dev", "carol", 4_500, "dinner"),
-        ("seed-too-much", "eve", "alice", 10_000_000, "a car"),  # rejected: not enough money
+        ("demo-rent-share", "alice", "bob", 60_000, "rent share"),
+        ("demo-dinner", "dev", "carol", 4_500, "dinner"),
+        ("demo-too-much", "eve", "alice", 10_000_000, "a car"),  # rejected: not enough money
     ):
         bank.initiate_transfer(transfer_id, source, target, cents, reference=reference)
         commands += 1
@@ -346,7 +346,7 @@ class Shopper:
 def seed_video(store: EventStore, blobs: BlobStore, *, clips: int = 4) -> list[str]:
     """A few short synthetic clips and one corrupt file, uploaded once per store; returns the video ids.
 
-    Needs PyAV (the `video` extra) to make the clips. The corrupt file is the seed's bad upload: its
+    Needs PyAV (the `video` extra) to make the clips. The corrupt file is the bad upload: its
     attempts fail with a reason, it is parked, and the console's Retry button asks for another go.
     """
     if store.list_streams(prefix="video-", limit=1):

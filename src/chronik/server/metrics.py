@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
+APPEND_OUTCOMES: Final = ("ok", "conflict", "rejected", "rolled_back")
+
 Labels = tuple[str, ...]
 Sample = tuple[str, dict[str, str], float]
 """(metric name with any suffix, labels, value): one line of the exposition."""
@@ -225,11 +227,16 @@ class ServerMetrics:
             "chronik_http_request_duration_seconds", "HTTP request latency by route template.", ("route",)
         )
         self.appends = r.counter(
-            "chronik_appends_total", "Appends by outcome (ok, conflict, rejected).", ("outcome",)
+            "chronik_appends_total",
+            "Appends this server's process made (HTTP, application commands, demo workers), by outcome "
+            "(ok, conflict, rejected, rolled_back).",
+            ("outcome",),
         )
-        self.appended_events = r.counter("chronik_appended_events_total", "Events written by appends.")
+        self.appended_events = r.counter(
+            "chronik_appended_events_total", "Events written by this server's process (committed appends)."
+        )
         self.append_duration = r.histogram(
-            "chronik_append_duration_seconds", "Time spent in the store's append (one or many streams)."
+            "chronik_append_duration_seconds", "Time from an append's start to its commit (ok appends)."
         )
         self.reads = r.counter("chronik_reads_total", "Reads by kind (stream, log, state).", ("kind",))
         self.read_events = r.counter("chronik_read_events_total", "Events returned by reads.", ("kind",))
@@ -274,7 +281,7 @@ class ServerMetrics:
         self.collector_errors = r.counter(
             "chronik_metrics_collector_errors_total", "Scrape-time collectors that failed.", ("collector",)
         )
-        for outcome in ("ok", "conflict", "rejected"):
+        for outcome in APPEND_OUTCOMES:
             self.appends.declare(outcome)
         for kind in ("stream", "log", "state"):
             self.reads.declare(kind)
@@ -284,6 +291,14 @@ class ServerMetrics:
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.add_collector(collector)
+
+    def observe_append(self, outcome: str, events: int, seconds: float) -> None:
+        """The store's append observer (`EventStore.add_append_observer`): every append the process
+        makes through the server's store is counted, not only those that came in over HTTP."""
+        self.appends.inc(outcome)
+        if outcome == "ok":
+            self.appended_events.inc(amount=events)
+            self.append_duration.observe(seconds)
 
     def render(self) -> str:
         return self.registry.render()

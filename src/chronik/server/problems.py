@@ -9,11 +9,13 @@ traceback goes to the server log, never into a response.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chronik.errors import (
@@ -27,6 +29,7 @@ from chronik.errors import (
     StoreUnavailable,
     StreamNotFound,
     UnknownAggregateType,
+    VersionNotFound,
     WrongExpectedVersion,
 )
 from chronik.events.envelope import StreamState
@@ -92,6 +95,12 @@ def problem_for(error: ChronikError) -> tuple[int, str, dict[str, Any]]:
             "Event too large",
             {"event_type": error.event_type, "size": error.size, "limit": error.limit},
         )
+    if isinstance(error, VersionNotFound):
+        return (
+            404,
+            "Version not found",
+            {"stream": error.stream, "version": error.version, "last_version": error.last_version},
+        )
     if isinstance(error, StreamNotFound):
         return 404, "Stream not found", {"stream": error.stream}
     if isinstance(error, UnknownAggregateType):
@@ -115,6 +124,82 @@ def problem_for(error: ChronikError) -> tuple[int, str, dict[str, Any]]:
     return 400, "Request refused", {}
 
 
+def _where(location: Sequence[Any]) -> str:
+    """Where a validation error is, as a client names it: `quantity`, `events.0.type`, `query parameter
+    limit`."""
+    parts = [str(part) for part in location]
+    if parts[:1] == ["body"]:
+        return ".".join(parts[1:]) or "the body"
+    if parts[:1] in (["query"], ["path"], ["header"], ["cookie"]):
+        kind = {"query": "query parameter", "path": "path parameter"}.get(parts[0], parts[0])
+        return f"{kind} {'.'.join(parts[1:])}".strip()
+    return ".".join(parts)
+
+
+def reads_json_body(route: object) -> bool:
+    """Whether a route reads a JSON body (not a form, such as a video upload)."""
+    body = route.body_field if isinstance(route, APIRoute) else None
+    return body is not None and not isinstance(body.field_info, params.Form)
+
+
+def is_json(content_type: str | None) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def validation_problem(request: Request, errors: Sequence[Any]) -> tuple[int, str, str]:
+    """(status, title, detail) for a request FastAPI could not validate, naming what is wrong.
+
+    Malformed JSON is 400 (the body cannot be read at all); a JSON route sent something that is
+    not JSON (no Content-Type, text/plain, a form) is 415; anything else is 422, and the detail
+    names every field with its problem, so a client (the console's forms) can show it as it is.
+    """
+    malformed = [item for item in errors if item.get("type") == "json_invalid"]
+    if malformed:
+        item = malformed[0]
+        reason = (item.get("ctx") or {}).get("error", "not JSON")
+        position = item.get("loc", ("body", "?"))[-1]
+        return 400, "Malformed JSON", f"the body is not valid JSON: {reason} (at character {position})"
+    content_type = request.headers.get("content-type")
+    body_refused = any(tuple(item.get("loc", ()))[:1] == ("body",) for item in errors)
+    if body_refused and reads_json_body(request.scope.get("route")) and not is_json(content_type):
+        sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        return (
+            415,
+            "Unsupported media type",
+            f"send the body as JSON with Content-Type: application/json (this request sent {sent})",
+        )
+    named = "; ".join(f"{_where(item.get('loc', ()))}: {item.get('msg', '')}" for item in errors)
+    return 422, "Invalid request", named or "the request does not match the API schema"
+
+
+UNSUPPORTED_MEDIA_TYPE: Final = {
+    "description": "The body is not JSON: send it with Content-Type: application/json.",
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["type", "title", "status"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                },
+            }
+        }
+    },
+}
+
+
+def declare_json_body_problems(router: APIRouter) -> APIRouter:
+    """Every route of `router` that reads a JSON body may answer 415: say so in its OpenAPI responses."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and reads_json_body(route):
+            route.responses.setdefault(415, UNSUPPORTED_MEDIA_TYPE)
+    return router
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
@@ -128,13 +213,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        status, title, detail = validation_problem(request, error.errors())
         errors = [
             {"loc": [str(part) for part in item.get("loc", ())], "msg": str(item.get("msg", ""))}
             for item in error.errors()
         ]
-        return problem_response(
-            422, "Invalid request", "the request does not match the API schema", errors=errors
-        )
+        return problem_response(status, title, detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -59,11 +60,16 @@ from chronik.events.envelope import (
     new_event_id,
 )
 
+log = logging.getLogger("chronik.store")
+
 EventPayload = tuple[int, str, int, str]
 """(stream_version, event type, schema_version, json_data): one event as hydration sees it."""
 
 AppendHook = Callable[["UnitOfWork", Sequence[RecordedEvent]], None]
 """Called inside the unit of work after each append, with the events just written (see `add_append_hook`)."""
+
+AppendObserver = Callable[[str, int, float], None]
+"""Told of each append a store object makes: (outcome, events written, seconds); see `add_append_observer`."""
 
 WAIT_POLL_INTERVAL = 0.005  # seconds between looks at the head in the default `wait_for_events`
 
@@ -187,12 +193,30 @@ class UnitOfWork(abc.ABC):
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._aborted = False
+        self._pending: list[tuple[int, float]] = []  # (events, start) of appends to tell observers of
 
     def append(
         self,
         stream: str,
         events: Sequence[NewEvent] | NewEvent,
         expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        if not self.store._append_observers:
+            return self._append(stream, events, expected_version)
+        started = time.perf_counter()
+        try:
+            result = self._append(stream, events, expected_version)
+        except WrongExpectedVersion:
+            self._tell("conflict", 0, started)
+            raise
+        except BaseException:
+            self._tell("rejected", 0, started)
+            raise
+        self._pending.append((0 if result.already_recorded else len(result.global_positions), started))
+        return result
+
+    def _append(
+        self, stream: str, events: Sequence[NewEvent] | NewEvent, expected_version: ExpectedVersion
     ) -> AppendResult:
         stream = check_stream_name(stream)
         expected = check_expected_version(expected_version)
@@ -238,6 +262,21 @@ class UnitOfWork(abc.ABC):
             self._aborted = True
             raise
 
+    def finished(self, *, committed: bool) -> None:
+        """The backend's `transaction()` calls this once it has committed or rolled back: the append
+        observers hear of this unit of work's appends as "ok", or as "rolled_back" (nothing kept)."""
+        pending, self._pending = self._pending, []
+        for events, started in pending:
+            self._tell("ok" if committed else "rolled_back", events if committed else 0, started)
+
+    def _tell(self, outcome: str, events: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        for observer in self.store._append_observers:
+            try:
+                observer(outcome, events, seconds)
+            except Exception:  # counting must never fail an append, committed or not
+                log.exception("append observer %r failed", observer)
+
     def ensure_not_aborted(self) -> None:
         if self._aborted:
             raise TransactionAborted(
@@ -270,6 +309,7 @@ class EventStore(abc.ABC):
 
     url: str
     _append_hooks: tuple[AppendHook, ...] = ()
+    _append_observers: tuple[AppendObserver, ...] = ()
 
     def __init__(self, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.clock: Clock = clock or system_clock
@@ -311,6 +351,24 @@ class EventStore(abc.ABC):
 
         def remove() -> None:
             self._append_hooks = tuple(h for h in self._append_hooks if h is not hook)
+
+        return remove
+
+    def add_append_observer(self, observer: AppendObserver) -> Callable[[], None]:
+        """Tell `observer(outcome, events, seconds)` of every append made through this store object;
+        returns a remover. For metrics: unlike an append hook it reads nothing back and writes nothing.
+
+        Outcomes: "ok" once the append's unit of work has committed (`events` written: 0 for an
+        acknowledged retry), "rolled_back" when that unit of work was rolled back after it,
+        "conflict" (`WrongExpectedVersion`) and "rejected" (any other error). `seconds` runs from
+        the append's start to its outcome, the commit included. Observers are called on the
+        writer's thread, some while the store holds its write lock: they must be quick and must
+        not use the store.
+        """
+        self._append_observers = (*self._append_observers, observer)
+
+        def remove() -> None:
+            self._append_observers = tuple(o for o in self._append_observers if o is not observer)
 
         return remove
 

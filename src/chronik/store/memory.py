@@ -127,9 +127,11 @@ class MemoryStore(EventStore):
                 uow.ensure_not_aborted()
             except BaseException:
                 uow.rollback()
+                uow.finished(committed=False)
                 raise
             finally:
                 self._in_transaction.active = False
+            uow.finished(committed=True)
 
     def read_stream(
         self,

@@ -649,9 +649,15 @@ class PostgresStore(EventStore):
                     if uow.started and not connection.closed:
                         with contextlib.suppress(psycopg.Error):
                             connection.execute("ROLLBACK")
+                    uow.finished(committed=uow.committed)  # a COMMIT sent with the insert stands
                     raise
                 if uow.started and not uow.committed:
-                    uow.commit()
+                    try:
+                        uow.commit()
+                    except BaseException:
+                        uow.finished(committed=False)
+                        raise
+                uow.finished(committed=True)
         finally:
             self._local.active = False
         if uow.appended:

@@ -290,8 +290,14 @@ class SQLiteStore(EventStore):
             uow.ensure_not_aborted()
         except BaseException:
             connection.execute("ROLLBACK")
+            uow.finished(committed=False)
             raise
-        connection.execute("COMMIT")
+        try:
+            connection.execute("COMMIT")
+        except BaseException:
+            uow.finished(committed=False)
+            raise
+        uow.finished(committed=True)
 
     def _migrate(self) -> None:
         connection = self.connection()

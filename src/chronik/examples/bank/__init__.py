@@ -1,4 +1,4 @@
-"""The seed's bank: accounts, a ledger of events, transfers by a process manager, a time machine.
+"""The bank example: accounts, a ledger of events, transfers by a process manager, a time machine.
 
 Importing this package registers `Account` ("account") and `Transfer` ("transfer") with chronik's
 aggregate registry, so `chronik state account-<id>` can show them, and its projections by name.

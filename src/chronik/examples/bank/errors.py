@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from chronik.errors import DomainError
+from chronik.examples.money import euros
 
 
 class BankError(DomainError):
@@ -37,10 +38,10 @@ class InsufficientFunds(BankError):
         self.balance = balance
         self.amount = amount
         self.overdraft_limit = overdraft_limit
-        floor = f"below -{overdraft_limit} cents, its overdraft limit" if overdraft_limit else "below zero"
+        floor = f"below {euros(-overdraft_limit)}, its overdraft limit" if overdraft_limit else "below zero"
         super().__init__(
-            f"account {account_id!r} holds {balance} cents (overdraft limit {overdraft_limit}): "
-            f"{amount} cents would take it {floor}"
+            f"account {account_id!r} holds {euros(balance)} (overdraft limit {euros(overdraft_limit)}): "
+            f"{euros(amount)} would take it {floor}"
         )
 
 
@@ -48,7 +49,7 @@ class BalanceNotZero(BankError):
     def __init__(self, account_id: str, balance: int) -> None:
         self.account_id = account_id
         self.balance = balance
-        super().__init__(f"account {account_id!r} holds {balance} cents: empty it before closing it")
+        super().__init__(f"account {account_id!r} holds {euros(balance)}: empty it before closing it")
 
 
 class InvalidTransfer(BankError):

@@ -1,4 +1,4 @@
-"""The seed's shopping cart: carts, products, checkout at the prices of the moment.
+"""The shopping cart example: carts, products, checkout at the prices of the moment.
 
 Importing this package registers `Cart` (stream category "cart") and `Product` ("product") with
 chronik's aggregate registry, so `chronik state cart-<id>` can show them.

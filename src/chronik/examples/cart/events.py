@@ -1,4 +1,4 @@
-"""The seed's events: add an item to a cart, check it out, update a product.
+"""The cart's events: add an item to a cart, check it out, update a product.
 
 Prices are whole cents: exact in JSON and in arithmetic, with no float rounding to argue about.
 """

@@ -1,7 +1,7 @@
 """Operations that span aggregates: checkout reads product prices, then closes the cart.
 
 The prices are read from the Product aggregates and the checkout is saved only if none of those
-products changed in between (`depends_on`): the seed's race, where a read lands just before a
+products changed in between (`depends_on`): the race where a read lands just before a
 concurrent update, becomes a conflict that is retried on fresh prices, never a sale at a stale one.
 """
 

@@ -1,4 +1,4 @@
-"""The seed's video pipeline: uploads, a consumer group of transcoding workers, fencing, retries, a board.
+"""The video pipeline example: uploads, a consumer group of transcoding workers, fencing, retries, a board.
 
 Importing this package registers `Video` ("video") with chronik's aggregate registry, so
 `chronik state video-<id>` can show any video, and the `video_board` projection by name.

@@ -1,6 +1,6 @@
-"""The seed's pipeline as facts: uploaded, processing started, succeeded or failed, parked, retried.
+"""The video pipeline as facts: uploaded, processing started, succeeded or failed, parked, retried.
 
-The seed kept one status column (UPLOADED -> PENDING -> SUCCESS) and lost its way when an update
+A pipeline built on one status column (UPLOADED -> PENDING -> SUCCESS) and lost its way when an update
 failed or a slow worker wrote after its replacement. Here each step is an event in the video's
 stream; a worker's events carry its id and the lease epoch it held, so the log itself shows who
 did what under which grant, and the status is only ever derived from these events.

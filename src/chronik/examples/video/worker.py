@@ -15,10 +15,10 @@ directly and splits each job into short fenced writes around the slow part:
 
 A worker that was paused past its lease (SIGSTOP, a long GC, a slow disk) and wakes up after
 another worker took the partition over gets `PartitionLost` at step 3: its whole unit of work is
-rolled back, so its late result never reaches the log (the seed's "slow worker wrote after its
-replacement"). It then deletes its output folder (unless the log names it), as does a worker whose
-success write gave up; a failed attempt's folder is deleted before its failure is written. Only a
-worker killed mid-job leaves its attempt folder behind (see docs/EXAMPLES.md).
+rolled back, so its late result never reaches the log (the "slow worker wrote after its
+replacement" failure of a status column). It then deletes its output folder (unless the log names
+it), as does a worker whose success write gave up; a failed attempt's folder is deleted before its
+failure is written. Only a worker killed mid-job leaves its attempt folder behind (see docs/EXAMPLES.md).
 
 A write that fails (the database is busy, a statement fails) is rolled back whole and retried with
 the same event ids (an append whose outcome was unknown is then acknowledged, not doubled). If it

@@ -1,7 +1,7 @@
 """The API's routers, one module per concern; applications plug in beside `cart.py`.
 
 An application's module exposes `router` (mounted under `/api/<name>`) and `page` (an `AppPage`
-that puts it in the console's navigation; `static/apps/<name>.js` draws it). The seed's three
+that puts it in the console's navigation; `static/apps/<name>.js` draws it). The three example
 applications: the cart, the bank and the video pipeline.
 """
 

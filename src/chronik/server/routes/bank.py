@@ -1,4 +1,4 @@
-"""The seed's bank over HTTP: accounts, deposits and withdrawals, transfers, statements, the time machine.
+"""The bank example over HTTP: accounts, deposits and withdrawals, transfers, statements, the time machine.
 
 Every command goes through `chronik.examples.bank.Bank`, so the bank's rules hold here exactly as
 in Python: a command carries a `command_id`, and sending it again (a client that timed out and
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/bank", tags=["bank example"])
 page = AppPage(
     name="bank",
     title="Bank",
-    description="The seed's bank: accounts, transfers, statements and balances over time.",
+    description="An example bank: a ledger of accounts, transfers, statements and balances over time.",
 )
 
 CommandId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-/]+$")]

@@ -1,4 +1,4 @@
-"""The seed's shopping cart over HTTP: carts and products, read from their projections.
+"""The shopping cart example over HTTP: carts and products, read from their projections.
 
 Commands go through the aggregates (`Cart`, `Product`) and the repository, so the domain's rules
 and the checkout's price guard (`depends_on`) hold here exactly as in Python; lists come from the
@@ -20,7 +20,11 @@ from chronik.server.models import EntityId
 from chronik.server.routes.projections import projection_for
 
 router = APIRouter(prefix="/api/cart", tags=["cart example"])
-page = AppPage(name="cart", title="Cart", description="The seed's shopping cart: carts, products, checkout.")
+page = AppPage(
+    name="cart",
+    title="Cart",
+    description="An example shopping cart: carts, products, checkout at the prices of the moment.",
+)
 
 
 class AddItemIn(BaseModel):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
 from chronik.domain import aggregates
-from chronik.errors import ChronikError, InvalidExpectedVersion, WrongExpectedVersion
+from chronik.errors import InvalidExpectedVersion
 from chronik.events.envelope import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, parse_expected_version
-from chronik.server.context import AppendKey, ReadKey, ServerState, StateDep, check_stream_access
+from chronik.server.context import AppendKey, ReadKey, StateDep, check_stream_access
 from chronik.server.models import (
     MAX_INT,
     MAX_PAGE,
@@ -34,24 +32,6 @@ from chronik.store import AppendRequest, AppendResult
 router = APIRouter(prefix="/api", tags=["streams"])
 
 Version = Annotated[int | None, Query(ge=0, le=MAX_INT)]
-T = TypeVar("T")
-
-
-def timed_append(state: ServerState, work: Callable[[], T], events: int) -> T:
-    """Run an append, counting it by outcome and timing the store's part."""
-    started = time.perf_counter()
-    try:
-        result = work()
-    except WrongExpectedVersion:
-        state.metrics.appends.inc("conflict")
-        raise
-    except ChronikError:
-        state.metrics.appends.inc("rejected")
-        raise
-    state.metrics.append_duration.observe(time.perf_counter() - started)
-    state.metrics.appends.inc("ok")
-    state.metrics.appended_events.inc(amount=events)
-    return result
 
 
 def _out(result: AppendResult) -> AppendOut:
@@ -170,7 +150,7 @@ def append(
         raise Problem(400, "Invalid input", "the body's expected_version and the If-Match header disagree")
     expected = from_body if from_body is not None else from_header if from_header is not None else ANY
     events = [event.to_new_event() for event in body.events]
-    result = timed_append(state, lambda: state.store.append(stream, events, expected), len(events))
+    result = state.store.append(stream, events, expected)
     response.headers["ETag"] = f'"{result.stream_version}"'
     return _out(result)
 
@@ -189,8 +169,7 @@ def append_many(body: MultiAppendIn, state: StateDep, key: AppendKey) -> MultiAp
                 ANY if expected is None else expected,
             )
         )
-    count = sum(len(item.events) for item in body.appends)
-    results = timed_append(state, lambda: state.store.append_many(requests), count)
+    results = state.store.append_many(requests)
     return MultiAppendOut(results=[_out(result) for result in results])
 
 

@@ -1,4 +1,4 @@
-"""The seed's video pipeline over HTTP: upload a file, watch the board, see a video's timeline and outputs.
+"""The video pipeline example over HTTP: upload a file, watch the board, see a video's timeline and outputs.
 
 An upload is stored by its SHA-256 in the server's blob folder (`ServerState.blobs_dir`), and only
 then is `VideoUploaded` recorded (`upload_video`): an event never names a missing file. The video
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/video", tags=["video example"])
 page = AppPage(
     name="video",
     title="Video pipeline",
-    description="The seed's video pipeline: uploads, transcoding workers, a live board with thumbnails.",
+    description="An example video pipeline: uploads, transcoding workers, a live board with thumbnails.",
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -99,7 +99,7 @@ def upload(
 
     The whole request is bounded by the server's body limit (413 above it, `--max-body-bytes`).
     An empty file is refused (422); any other bytes are accepted, and a file that is not a video
-    fails in the workers with a reason, as the seed's pipeline must handle.
+    fails in the workers with a reason, as a real pipeline must handle.
     """
     video_id = video_id or uuid.uuid4().hex[:12]
     check_stream_access(key, Video.stream_name(video_id))

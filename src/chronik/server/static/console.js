@@ -35,9 +35,24 @@
     return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   }
 
+  /* Fields whose value is null are left out of the view and named under it ("no value: ..."):
+   * a reader sees which fields are empty without a raw `null` in the middle of the data. */
+  function withoutNulls(value, path, empty) {
+    if (Array.isArray(value)) return value.map((item, i) => withoutNulls(item, `${path}[${i}]`, empty));
+    if (value === null || typeof value !== "object") return value;
+    const kept = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (item === null) empty.push(path ? `${path}.${key}` : key);
+      else kept[key] = withoutNulls(item, path ? `${path}.${key}` : key, empty);
+    }
+    return kept;
+  }
+
   function jsonView(value, testid) {
+    const empty = [];
+    const shown = withoutNulls(value, "", empty);
     const pre = h("pre", { class: "json", "data-testid": testid });
-    const text = escapeHtml(JSON.stringify(value, null, 2) ?? "null");
+    const text = escapeHtml(JSON.stringify(shown, null, 2) ?? "–");
     pre.innerHTML = text.replace(
       /(&quot;(?:[^&]|&(?!quot;))*?&quot;)(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g,
       (match, str, colon, bool, num) => {
@@ -46,7 +61,16 @@
         return `<span class="n">${num}</span>`;
       },
     );
-    return pre;
+    if (!empty.length) return pre;
+    return h("div", {}, pre, h("div", { class: "muted small-note no-value", "data-testid": testid && `${testid}-empty` },
+      `no value: ${empty.join(", ")}`));
+  }
+
+  /* One line of an event's data for a table cell: `sku: tea · quantity: 2`, an empty value as –. */
+  function dataLine(data, max = 120) {
+    const show = (v) => (v === null || v === undefined ? "–" : typeof v === "object" ? JSON.stringify(v, (k, x) => (x === null ? "–" : x)) : String(v));
+    const text = Object.entries(data || {}).map(([key, value]) => `${key}: ${show(value)}`).join(" · ") || "–";
+    return text.length > max ? `${text.slice(0, max)}…` : text;
   }
 
   function fmtTime(iso) {
@@ -71,8 +95,10 @@
     return seconds >= 0 ? `in ${seconds} s` : `${-seconds} s ago`;
   }
 
+  /* Money, the one way it is written everywhere (the CLI and the bank's messages too): €1,234.56. */
+  const EUROS = new Intl.NumberFormat("en", { style: "currency", currency: "EUR" });
   function euros(cents) {
-    return cents === null || cents === undefined ? "–" : `${(cents / 100).toFixed(2)} €`;
+    return cents === null || cents === undefined ? "–" : EUROS.format(cents / 100);
   }
 
   function toast(message) {
@@ -85,8 +111,9 @@
   }
 
   /* A line chart as inline SVG: points are [x, y] numbers; the bank's balance-over-time uses it too.
-   * `dots` marks each point (with a tooltip from `titles`), `xLabels` writes [left, right] under the axis. */
-  function lineChart(points, { width = 1100, height = 160, yLabel = "", testid, dots = false, titles = [], xLabels = null, yFormat = (v) => String(Math.round(v)), padLeft = 40 } = {}) {
+   * `dots` marks each point (with a tooltip from `titles`), `xLabels` writes [left, right] under the axis.
+   * On a narrow screen the drawing is narrower, so that its text stays readable once scaled down. */
+  function lineChart(points, { width = window.innerWidth < 760 ? 440 : 1100, height = 160, yLabel = "", testid, dots = false, titles = [], xLabels = null, yFormat = (v) => String(Math.round(v)), padLeft = 40 } = {}) {
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -324,7 +351,11 @@
     let page;
     try {
       page = await api(`/api/streams/${encodeURIComponent(stream)}/events?limit=1000`);
-    } catch (error) { el.append(errorBox(error)); return; }
+    } catch (error) {
+      el.replaceChildren(pageHead(stream, error.status === 404 ? "No such stream" : "Could not read this stream",
+        h("a", { href: "#/streams" }, "← all streams")), errorBox(error));
+      return;
+    }
     const events = page.events;
     el.replaceChildren(pageHead(stream, `${events.length} event${events.length === 1 ? "" : "s"} · version ${page.version}`,
       h("a", { href: "#/streams" }, "← all streams")));
@@ -460,12 +491,12 @@
       if (second >= Math.floor(Date.now() / 1000) - 60) perSecond.set(second, (perSecond.get(second) || 0) + 1);
       count += 1;
       counter.textContent = `${count} event${count === 1 ? "" : "s"}`;
-      const data = JSON.stringify(event.data);
+      const data = dataLine(event.data);
       body.prepend(h("tr", { "data-position": event.global_position },
         h("td", { class: "num mono", text: event.global_position }),
         h("td", {}, streamLink(event.stream)),
         h("td", {}, h("b", { text: event.type })),
-        h("td", { class: "mono muted", text: data.length > 90 ? `${data.slice(0, 90)}…` : data }),
+        h("td", { class: "mono muted data", title: data, text: data }),
         h("td", { class: "muted nowrap", text: fmtTime(event.recorded_at) })));
       while (body.children.length > 200) body.lastChild.remove();
     };
@@ -613,12 +644,12 @@
   async function projectionsPage(el) {
     const list = h("div", {}, h("div", { class: "empty", text: "Loading…" }));
     const rows = h("div", {});
-    el.append(pageHead("Projections", "Read models kept from the log. A rebuild fills a new version while the old one serves, then swaps."), list, rows);
+    el.append(pageHead("Projections", "Read models kept from the log. A rebuild fills a new set of tables while the live set serves, then swaps them."), list, rows);
     const showRows = async (projection, table) => {
       try {
         const data = await api(`/api/projections/${projection}/tables/${table}?limit=50`);
         rows.replaceChildren(h("div", { class: "panel" },
-          h("h2", {}, `${projection} · ${table} (v${data.live_version}, first ${data.rows.length} rows)`),
+          h("h2", {}, `${projection} · ${table} (set ${data.live_version}, first ${data.rows.length} rows)`),
           h("div", { class: "table-wrap" }, h("table", { "data-testid": "projection-rows" },
             h("thead", {}, h("tr", {}, data.columns.map((c) => h("th", { text: c })))),
             h("tbody", {}, data.rows.map((r) => h("tr", {}, r.map((v) => h("td", { class: "mono", text: v === null ? "–" : v })))))))));
@@ -636,8 +667,13 @@
         catch (error) { toast(error.detail || error.message); }
         load();
       };
+      const explained = {
+        "Live tables": "Which set of tables answers reads. A rebuild fills a new set beside the live one, then swaps it in, so this counts up with every rebuild.",
+        Code: "The version the projection's code declares. When the code's version is not the one the live tables were built with, the status asks for a rebuild.",
+      };
       list.replaceChildren(h("div", { class: "table-wrap" }, h("table", { "data-testid": "projection-table" },
-        h("thead", {}, h("tr", {}, ["Projection", "Live", "Code", "Position", "Lag", "Status", "Tables", ""].map((t) => h("th", { text: t })))),
+        h("thead", {}, h("tr", {}, ["Projection", "Live tables", "Code", "Position", "Lag", "Status", "Tables", ""].map((t) =>
+          h("th", { text: t, title: explained[t], class: explained[t] ? "explained" : null })))),
         h("tbody", {}, projections.map((p) => {
           const lagBar = h("div", { class: `bar${p.lag ? " warn" : ""}` }, h("span", {}));
           lagBar.firstChild.style.width = `${p.head_position ? Math.max(2, 100 - (100 * (p.lag || 0)) / p.head_position) : 100}%`;
@@ -645,24 +681,27 @@
           if (p.building) {
             const bar = h("div", { class: "bar", "data-testid": "rebuild-progress" }, h("span", {}));
             bar.firstChild.style.width = `${Math.round(p.building.progress * 100)}%`;
-            statusCell = h("div", {}, h("span", { class: "badge info", text: `building v${p.building.version} · ${Math.round(p.building.progress * 100)}%` }), bar);
+            statusCell = h("div", {}, h("span", { class: "badge info", text: `building set ${p.building.version} · ${Math.round(p.building.progress * 100)}%` }), bar);
           } else if (p.rebuild && p.rebuild.state === "running") statusCell = h("span", { class: "badge info", text: "rebuild starting…" });
           else if (p.rebuild && p.rebuild.state === "failed") statusCell = h("span", { class: "badge bad", title: p.rebuild.error, text: "rebuild failed" });
           else if (p.needs_rebuild) statusCell = h("span", { class: "badge warn", text: "code changed: rebuild" });
           else if (!p.built) statusCell = h("span", { class: "badge", text: "not built" });
-          else if (p.rebuild && p.rebuild.state === "done") statusCell = h("span", { class: "badge ok", "data-testid": "rebuild-done", text: `rebuilt → v${p.rebuild.result.new_version}` });
+          else if (p.rebuild && p.rebuild.state === "done") statusCell = h("span", { class: "badge ok", "data-testid": "rebuild-done", text: `rebuilt → set ${p.rebuild.result.new_version}` });
           else statusCell = h("span", { class: p.lag ? "badge warn" : "badge ok", text: p.lag ? "catching up" : "current" });
           return h("tr", { "data-projection": p.name },
             h("td", {}, h("b", { text: p.name })),
-            h("td", { text: p.live_version ? `v${p.live_version}` : "–" }),
-            h("td", { text: p.code_version ? `v${p.code_version}` : "–" }),
+            h("td", { "data-testid": "live-set", title: p.live_version ? `set ${p.live_version}, built by code v${p.built_by_code_version}` : "not built yet",
+              text: p.live_version ? `set ${p.live_version}` : "–" }),
+            h("td", { title: explained.Code, text: p.code_version ? `v${p.code_version}` : "–" }),
             h("td", { class: "num", text: p.position ?? "–" }),
             h("td", {}, h("div", { class: "inline-form" }, h("span", { class: "num", text: p.lag ?? "–" }), lagBar)),
             h("td", {}, statusCell),
             h("td", {}, p.tables.map((t) => h("button", { type: "button", class: "small ghost", onclick: () => showRows(p.name, t) }, t))),
             h("td", {}, h("button", { type: "button", class: "small", "data-testid": `rebuild-${p.name}`,
               disabled: !!p.building || (p.rebuild && p.rebuild.state === "running"), onclick: () => rebuild(p.name) }, "Rebuild")));
-        })))));
+        })))), h("div", { class: "muted small-note legend", "data-testid": "projection-legend" },
+        "Live tables: the set of tables that answers reads; a rebuild fills a new set, then swaps it in, so the number counts rebuilds. ",
+        "Code: the version the projection's code declares; when it changes, the status asks for a rebuild."));
     };
     await load();
     every(1000, load);
@@ -765,7 +804,18 @@
     else el.append(h("div", { class: "empty", text: "No such page." }));
   }
 
-  window.chronik = { lineChart, api, h, jsonView, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe, blobUrl };
+  // -- the navigation on a narrow screen: a menu opened from the top bar ----------------------------
+
+  const sidebar = document.getElementById("sidebar");
+  const navToggle = document.getElementById("nav-toggle");
+  const showNav = (open) => {
+    sidebar.classList.toggle("open", open);
+    navToggle.setAttribute("aria-expanded", String(open));
+  };
+  navToggle.addEventListener("click", () => showNav(!sidebar.classList.contains("open")));
+  window.addEventListener("hashchange", () => showNav(false));
+
+  window.chronik = { lineChart, api, h, jsonView, dataLine, fmtTime, ago, euros, toast, onLeave, every, errorBox, pageHead, streamLink, registerApp, subscribe, blobUrl };
   window.addEventListener("hashchange", route);
   pollHead();
   loadApps().then(route);

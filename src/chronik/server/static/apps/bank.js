@@ -40,7 +40,7 @@ chronik.registerApp("bank", async (el, params) => {
   const transferButton = h("button", { type: "button", "data-testid": "transfer-send" }, "Send transfer");
 
   el.append(
-    pageHead("Bank", "The seed's bank: a ledger of events. Balances are replayed from each account's events; transfers are moved step by step by a process manager."),
+    pageHead("Bank", "An example application: a bank kept as a ledger of events. Balances are replayed from each account's events; transfers are moved step by step by a process manager."),
     stats,
     h("div", { class: "grid-2 wide-left" },
       h("div", { class: "panel" }, h("h2", {}, "Accounts"), h("div", { class: "muted small-note", text: "Click an account to see its balance over time and its statement." }), accountsBox),
@@ -137,10 +137,10 @@ chronik.registerApp("bank", async (el, params) => {
     const t0 = lines.length ? new Date(lines[0].occurred_at).getTime() : 0;
     const points = lines.map((l) => [(new Date(l.occurred_at).getTime() - t0) / 86_400_000, l.balance_cents / 100]);
     const chart = lines.length ? lineChart(points, {
-      height: 190, testid: "balance-chart", dots: true, padLeft: 70, yLabel: "balance (€), by business time",
+      height: 190, testid: "balance-chart", dots: true, padLeft: 84, yLabel: "balance, by business time",
       titles: lines.map((l) => `${fmtTime(l.occurred_at).slice(0, 10)} · ${l.description} · ${euros(l.amount_cents)} → ${euros(l.balance_cents)}`),
       xLabels: [fmtTime(lines[0].occurred_at).slice(0, 10), fmtTime(lines[lines.length - 1].occurred_at).slice(0, 10)],
-      yFormat: (v) => `${v.toLocaleString("en", { maximumFractionDigits: 0 })} €`,
+      yFormat: (v) => euros(Math.round(v * 100)),
     }) : h("div", { class: "empty", text: "No money has moved in this account yet." });
     const shownLines = showAllLines ? [...lines].reverse() : [...lines].reverse().slice(0, 12);
     const moreLines = lines.length > shownLines.length

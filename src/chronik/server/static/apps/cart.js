@@ -12,7 +12,7 @@ chronik.registerApp("cart", async (el) => {
   const quantity = h("input", { type: "number", min: 1, value: 1, "aria-label": "quantity" });
   const add = h("button", { type: "button", "data-testid": "cart-add" }, "Add to cart");
   el.append(
-    pageHead("Cart", "The seed's shopping cart. Lists come from the carts_by_status and product_prices projections."),
+    pageHead("Cart", "An example application: a shopping cart whose checkout uses the prices of the moment. Lists come from the carts_by_status and product_prices projections."),
     h("div", { class: "panel" }, h("h2", {}, "Shop"),
       h("div", { class: "inline-form" }, h("label", {}, "Cart ", cartId), h("label", {}, "Product ", sku),
         h("label", {}, "Qty ", quantity), add)),
