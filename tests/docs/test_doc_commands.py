@@ -167,8 +167,8 @@ def substituted(words: list[str], values: dict[str, str], folder: Path) -> list[
     out = []
     for word in words:
         if PLACEHOLDER.search(word):
-            if word == "KEY_ID":
-                values = {**values, "KEY_ID": create_key(folder)}
+            if word in MADE_ON_DEMAND:
+                values = {**values, word: MADE_ON_DEMAND[word](folder)}
             assert word in values, f"placeholder {word!r}: no demo value stands for it; write a real one"
             word = values[word]
         out.append(word)
@@ -179,6 +179,39 @@ def create_key(folder: Path) -> str:
     made = runner.invoke(app, ["keys", "create", "docs-reader", "--scope", "read"])
     assert made.exit_code == 0, made.output
     return made.stdout.strip().split("_")[1]
+
+
+def signing_key(folder: Path) -> str:
+    """A seal-signing key pair in the folder (docs/AUDIT.md's `SIGNING_KEY`)."""
+    path = folder / "seal-key.pem"
+    if not path.exists():
+        run_in_process(["keygen", str(path)])
+    return str(path)
+
+
+def verify_key(folder: Path) -> str:
+    """The public key (`VERIFY_KEY`), after the demo's seals were signed with its private key, as
+    docs/AUDIT.md tells a store sealed before signing was adopted."""
+    private = signing_key(folder)
+    run_in_process(["verify", "--signing-key", private])
+    return f"{private}.pub"
+
+
+def newest_seal(folder: Path) -> str:
+    """The `N:HASH` that `chronik seal` prints (`NEWEST_SEAL`)."""
+    result = runner.invoke(app, ["seal"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    found = re.search(r"(\d+:[0-9a-f]{16,})", result.output)
+    assert found, result.output
+    return found.group(1)
+
+
+MADE_ON_DEMAND = {
+    "KEY_ID": create_key,
+    "SIGNING_KEY": signing_key,
+    "VERIFY_KEY": verify_key,
+    "NEWEST_SEAL": newest_seal,
+}
 
 
 def run_in_process(args: list[str]) -> None:

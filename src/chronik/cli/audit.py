@@ -37,7 +37,8 @@ from chronik.audit import verify as verify_log
 from chronik.audit.chains import ORDER_KINDS
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.audit.signing import fingerprint
-from chronik.cli.projections import StoreOption, _fail, _out, _progress, _store
+from chronik.cli.projections import _fail, _out, _progress, _store
+from chronik.cli.stores import StoreOption
 from chronik.errors import ChronikError
 
 EXIT_TAMPERED: Final = 1
