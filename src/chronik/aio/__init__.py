@@ -19,10 +19,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-# from chronik.aio.repository import Repository
+from chronik.aio.repository import Repository
 from chronik.aio.store import AsyncEventStore, AsyncUnitOfWork, HeadWatch
-
-# from chronik.aio.subscriptions import CatchUpSubscription
+from chronik.aio.subscriptions import CatchUpSubscription
 from chronik.aio.threaded import DEFAULT_THREADS, ThreadedStore, ThreadedUnitOfWork
 from chronik.clock import Clock
 from chronik.store import default_store_url
