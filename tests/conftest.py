@@ -86,12 +86,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     The contract suite (`tests/contract/`) runs on both faces of every backend as well: `sync`
     (`chronik.open_store`) and `aio` (`chronik.aio.open_store` behind `tests/aio_face.py`'s
-    blocking facade), e.g. `[postgres-aio]`."""
+    blocking facade), e.g. `[postgres-aio]`; `@pytest.mark.sync_face` keeps a contract test that
+    uses the synchronous store's own API (its futures, its SQL connection) on the sync face."""
     if "backend" in metafunc.fixturenames:
         sql_only = metafunc.definition.get_closest_marker("sql_stores") is not None
         metafunc.parametrize("backend", _backend_params(sql_only=sql_only), indirect=True)
         if Path(metafunc.definition.path).is_relative_to(CONTRACT_SUITE):
-            metafunc.parametrize("face", FACES, indirect=True)
+            only_sync = metafunc.definition.get_closest_marker("sync_face") is not None
+            metafunc.parametrize("face", ("sync",) if only_sync else FACES, indirect=True)
 
 
 @pytest.fixture
