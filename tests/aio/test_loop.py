@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -126,6 +127,36 @@ async def test_tail_follows_the_log_live_and_sends_heartbeats(url: str) -> None:
         await writer
         assert seen == [0, 1, 2, 3]
         assert pages >= 3  # live pages, not one read at the end
+
+
+async def test_a_filtered_tail_on_an_idle_log_waits_instead_of_spinning(url: str) -> None:
+    async with await chronik.aio.open_store(url) as store:
+        reads = 0
+        read_all = store.read_all
+
+        async def counted(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
+            nonlocal reads
+            reads += 1
+            return await read_all(*args, **kwargs)
+
+        store.read_all = counted  # type: ignore[method-assign]
+        for n in range(3):  # events the filter skips: the tail must move past them, not re-read them
+            await store.append(f"cart-{n}", ev(n))
+        orders: list[RecordedEvent] = []
+
+        async def follow() -> None:
+            async for page in store.tail(categories=["order"], batch_size=2, heartbeat=0.3):
+                if not page:
+                    return
+                orders.extend(page)
+
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(0.05)
+        await store.append("order-1", ev(7))
+        await store.append("cart-9", ev(8))
+        await asyncio.wait_for(following, 5)
+        assert [e.stream for e in orders] == ["order-1"]
+        assert reads < 10, f"{reads} reads of an idle log in 0.3 s"
 
 
 async def test_a_cancelled_wait_leaves_nothing_behind(url: str) -> None:

@@ -303,16 +303,23 @@ class AsyncEventStore(abc.ABC):
         With `heartbeat`, an empty page comes after that many seconds without events (a live
         HTTP stream's keep-alive). Stop by leaving the `async for` or cancelling the task.
         """
-        position = from_position
+        position = from_position  # the first position not yet scanned
         idle = 0.0
         while True:
-            page = await self.read_all(
-                position, categories=categories, event_types=event_types, limit=batch_size
-            )
-            if page:
-                idle = 0.0
-                yield page
-                position = page[-1].global_position + 1
+            head = await self.head_position()
+            if head >= position:
+                page = await self.read_all(
+                    position,
+                    to_position=head,
+                    categories=categories,
+                    event_types=event_types,
+                    limit=batch_size,
+                )
+                # A short page scanned everything up to the head, also what the filters skipped.
+                position = page[-1].global_position + 1 if len(page) == batch_size else head + 1
+                if page:
+                    idle = 0.0
+                    yield page
                 continue
             wait = 1.0 if heartbeat is None else min(1.0, heartbeat - idle)
             if not await self.wait_for_events(position - 1, wait):
