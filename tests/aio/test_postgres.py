@@ -12,6 +12,7 @@ import pytest
 
 import chronik.aio
 from chronik import NO_STREAM, NewEvent, StoreUnavailable, open_store
+from chronik.aio import ThreadedStore
 from chronik.aio.postgres import AsyncPostgresStore
 from chronik.audit.seals import verify
 from tests.conftest import service_url
@@ -112,3 +113,23 @@ async def test_both_faces_write_one_log_with_one_hash_chain(store: AsyncPostgres
             return verify(sync, seal_after=False).ok
 
     assert await asyncio.to_thread(verified)
+
+
+async def test_the_threaded_adapter_waits_through_a_store_that_pushes(pg_url: str) -> None:
+    """A synchronous store with its own `wait_for_events` (PostgreSQL's LISTEN) is waited on through
+    it, on one thread for all waiters, when it runs behind `ThreadedStore` (as a future backend
+    without a native asyncio face would)."""
+    store = ThreadedStore(await asyncio.to_thread(open_store, pg_url), max_threads=4)
+    try:
+        head = await store.head_position()
+        waiters = [asyncio.create_task(store.wait_for_events(head, timeout=10)) for _ in range(20)]
+        await asyncio.sleep(0.3)
+
+        def append_elsewhere() -> None:
+            with open_store(pg_url) as other:
+                other.append("s-1", NewEvent(type="Pushed", data={}))
+
+        await asyncio.to_thread(append_elsewhere)
+        assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [True] * 20
+    finally:
+        await store.close()
