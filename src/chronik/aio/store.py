@@ -45,6 +45,7 @@ from chronik.events.envelope import (
     check_stream_name,
 )
 from chronik.store.contract import (
+    ABORTED,
     WAIT_POLL_INTERVAL,
     AppendRequest,
     AppendResult,
@@ -128,9 +129,7 @@ class CheckingUnitOfWork(AsyncUnitOfWork):
 
     def ensure_not_aborted(self) -> None:
         if self._aborted:
-            raise TransactionAborted(
-                "an earlier step of this unit of work failed; it can only be rolled back"
-            )
+            raise TransactionAborted(ABORTED)
 
     @abc.abstractmethod
     async def _append_encoded(

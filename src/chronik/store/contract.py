@@ -65,6 +65,7 @@ EventPayload = tuple[int, str, int, str]
 AppendHook = Callable[["UnitOfWork", Sequence[RecordedEvent]], None]
 """Called inside the unit of work after each append, with the events just written (see `add_append_hook`)."""
 
+ABORTED = "an earlier step of this unit of work failed; it can only be rolled back"
 WAIT_POLL_INTERVAL = 0.005  # seconds between looks at the head in the default `wait_for_events`
 
 
@@ -271,9 +272,7 @@ class UnitOfWork(abc.ABC):
 
     def ensure_not_aborted(self) -> None:
         if self._aborted:
-            raise TransactionAborted(
-                "an earlier step of this unit of work failed; it can only be rolled back"
-            )
+            raise TransactionAborted(ABORTED)
 
     @abc.abstractmethod
     def _append_encoded(
