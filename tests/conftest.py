@@ -32,24 +32,28 @@ def service_url(variable: str, what: str) -> str:
     return url
 
 
-def _memory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
+Opener = Callable[..., EventStore]
+"""`opener(url, clock=None)`: how a factory opens a store: `open_store`, or the aio face's facade."""
+
+
+def _memory(tmp_path: Path, request: pytest.FixtureRequest, opener: Opener = open_store) -> StoreFactory:
     def make(clock: Clock | None = None) -> EventStore:
-        return open_store("memory://", clock=clock)
+        return opener("memory://", clock=clock)
 
     return make
 
 
-def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
+def _sqlite(tmp_path: Path, request: pytest.FixtureRequest, opener: Opener = open_store) -> StoreFactory:
     counter = iter(range(1_000_000))
 
     def make(clock: Clock | None = None, *, shared: bool = False, query: str = "") -> EventStore:
         name = "shared.db" if shared else f"store-{next(counter)}.db"
-        return open_store(f"sqlite:///{tmp_path / name}{query}", clock=clock)
+        return opener(f"sqlite:///{tmp_path / name}{query}", clock=clock)
 
     return make
 
 
-BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], StoreFactory]] = {
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest, Opener], StoreFactory]] = {
     "memory": _memory,
     "sqlite": _sqlite,
 }
@@ -72,12 +76,24 @@ def _backend_params(*, sql_only: bool = False) -> list[object]:
     return params
 
 
+CONTRACT_SUITE = Path(__file__).parent / "contract"
+FACES = ("sync", "aio")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses `backend` runs once per backend; `@pytest.mark.sql_stores` limits it to
-    the SQL ones (read models live in SQL tables), so no test is skipped for want of SQL."""
+    the SQL ones (read models live in SQL tables), so no test is skipped for want of SQL.
+
+    The contract suite (`tests/contract/`) runs on both faces of every backend as well: `sync`
+    (`chronik.open_store`) and `aio` (`chronik.aio.open_store` behind `tests/aio_face.py`'s
+    blocking facade), e.g. `[postgres-aio]`; `@pytest.mark.sync_face` keeps a contract test that
+    uses the synchronous store's own API (its futures, its SQL connection) on the sync face."""
     if "backend" in metafunc.fixturenames:
         sql_only = metafunc.definition.get_closest_marker("sql_stores") is not None
         metafunc.parametrize("backend", _backend_params(sql_only=sql_only), indirect=True)
+        if Path(metafunc.definition.path).is_relative_to(CONTRACT_SUITE):
+            only_sync = metafunc.definition.get_closest_marker("sync_face") is not None
+            metafunc.parametrize("face", ("sync",) if only_sync else FACES, indirect=True)
 
 
 @pytest.fixture
@@ -87,10 +103,27 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    """Makes fresh, empty stores of the backend under test; closes them afterwards."""
+def face(request: pytest.FixtureRequest) -> str:
+    """`sync` unless the test is parametrized over both faces (the contract suite)."""
+    name: str = getattr(request, "param", "sync")
+    return name
+
+
+def _opener(face: str) -> Opener:
+    if face == "sync":
+        return open_store
+    from tests.aio_face import BlockingFacade
+
+    return BlockingFacade.open
+
+
+@pytest.fixture
+def store_factory(
+    backend: str, face: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StoreFactory]:
+    """Makes fresh, empty stores of the backend (and face) under test; closes them afterwards."""
     made: list[EventStore] = []
-    factory = BACKENDS[backend](tmp_path, request)
+    factory = BACKENDS[backend](tmp_path, request, _opener(face))
 
     def make(*args: object, **kwargs: object) -> EventStore:
         store = factory(*args, **kwargs)

@@ -43,7 +43,9 @@ def store_url(base: str, schema: str, query: str = "") -> str:
     return f"{base}{separator}schema={schema}{query}"
 
 
-def postgres_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., EventStore]:
+def postgres_factory(
+    tmp_path: Path, request: pytest.FixtureRequest, opener: Callable[..., EventStore] = open_store
+) -> Callable[..., EventStore]:
     base = service_url("CHRONIK_TEST_POSTGRES_URL", "PostgreSQL")
     schemas: list[str] = []
     shared_schemas: list[str] = []
@@ -59,7 +61,7 @@ def postgres_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Callable
             schemas.append(schema)
             if shared:
                 shared_schemas.append(schema)
-        store = open_store(store_url(base, schema, query), clock=clock)
+        store = opener(store_url(base, schema, query), clock=clock)
         open_stores.append(store)
         while len(open_stores) > MAX_OPEN_STORES:
             open_stores.pop(0).close()

@@ -11,8 +11,22 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "chronik"
 
 # layer folder -> packages its modules must not import
 FORBIDDEN = {
-    "events": ("chronik.store", "chronik.domain", "chronik.cli", "chronik.examples"),
-    "domain": ("chronik.cli", "chronik.examples"),
+    "events": ("chronik.store", "chronik.domain", "chronik.aio", "chronik.cli", "chronik.examples"),
+    "store": ("chronik.domain", "chronik.aio", "chronik.subscriptions", "chronik.cli", "chronik.examples"),
+    "domain": ("chronik.aio", "chronik.cli", "chronik.examples"),
+    "subscriptions": ("chronik.aio", "chronik.cli", "chronik.examples"),
+    "groups": ("chronik.aio",),
+    "projections": ("chronik.aio",),
+    "audit": ("chronik.aio",),
+    # The asyncio face builds on events, store, domain and subscriptions only.
+    "aio": (
+        "chronik.groups",
+        "chronik.projections",
+        "chronik.audit",
+        "chronik.server",
+        "chronik.cli",
+        "chronik.examples",
+    ),
     "examples": ("chronik.cli",),
 }
 

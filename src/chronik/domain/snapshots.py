@@ -8,6 +8,7 @@ back to replaying the events). That is why saving one never fails the save of th
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -53,25 +54,36 @@ def policy_for(aggregate_class: type[Aggregate[Any]]) -> SnapshotPolicy:
     return NeverSnapshot() if every is None else EveryNEvents(every)
 
 
-def take_snapshot(store: EventStore, aggregate: Aggregate[Any]) -> Snapshot | None:
-    """Save the aggregate's current state as a snapshot; a failure is logged, never raised."""
+def snapshot_of(aggregate: Aggregate[Any], recorded_at: datetime) -> Snapshot | None:
+    """The aggregate's current state as a snapshot (None for an aggregate without events)."""
     cls = type(aggregate)
     if aggregate.version is None:
         return None
+    return Snapshot(
+        stream=aggregate.stream,
+        stream_version=aggregate.version,
+        aggregate_type=cls.__name__,
+        schema_version=cls.snapshot_schema_version,
+        json_state=_encode(aggregate.state).decode(),
+        recorded_at=recorded_at,
+    )
+
+
+def snapshot_failed(aggregate: Aggregate[Any], error: Exception) -> None:
+    """A snapshot is a cache: the events are already safe, so a failure to save one is only logged."""
+    logger.warning(
+        "could not save a snapshot of %s at version %s: %s", aggregate.stream, aggregate.version, error
+    )
+
+
+def take_snapshot(store: EventStore, aggregate: Aggregate[Any]) -> Snapshot | None:
+    """Save the aggregate's current state as a snapshot; a failure is logged, never raised."""
     try:
-        snapshot = Snapshot(
-            stream=aggregate.stream,
-            stream_version=aggregate.version,
-            aggregate_type=cls.__name__,
-            schema_version=cls.snapshot_schema_version,
-            json_state=_encode(aggregate.state).decode(),
-            recorded_at=store.clock(),
-        )
-        store.save_snapshot(snapshot)
-    except Exception as error:  # a cache: the events are already safe
-        logger.warning(
-            "could not save a snapshot of %s at version %s: %s", aggregate.stream, aggregate.version, error
-        )
+        snapshot = snapshot_of(aggregate, store.clock())
+        if snapshot is not None:
+            store.save_snapshot(snapshot)
+    except Exception as error:
+        snapshot_failed(aggregate, error)
         return None
     return snapshot
 
@@ -85,21 +97,29 @@ class SnapshotReader:
 
     def load(self, store: EventStore, id: str, at_or_before: int | None) -> Any:
         """A fresh aggregate (of `aggregate_class`) restored from the snapshot, or None: replay instead."""
-        cls = self.aggregate_class
-        stream = cls.stream_name(id)
+        stream = self.aggregate_class.stream_name(id)
         try:
             snapshot = store.load_snapshot(
-                stream, schema_version=cls.snapshot_schema_version, at_or_before=at_or_before
+                stream, schema_version=self.aggregate_class.snapshot_schema_version, at_or_before=at_or_before
             )
         except Exception as error:
-            logger.warning("could not read a snapshot of %s (replaying instead): %s", stream, error)
+            self.unreadable(stream, error)
             return None
+        return self.restore(id, snapshot)
+
+    def unreadable(self, stream: str, error: Exception) -> None:
+        logger.warning("could not read a snapshot of %s (replaying instead): %s", stream, error)
+
+    def restore(self, id: str, snapshot: Snapshot | None) -> Any:
+        """The aggregate restored from a loaded snapshot, or None when there is none or it does not
+        fit (another class, state that does not decode): replay instead."""
+        cls = self.aggregate_class
         if snapshot is None:
             return None
         if snapshot.aggregate_type != cls.__name__:
             logger.warning(
                 "snapshot of %s at version %s is of %s, not %s; replaying instead",
-                stream,
+                snapshot.stream,
                 snapshot.stream_version,
                 snapshot.aggregate_type,
                 cls.__name__,
@@ -110,7 +130,7 @@ class SnapshotReader:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             logger.warning(
                 "snapshot of %s at version %s does not decode (replaying instead): %s",
-                stream,
+                snapshot.stream,
                 snapshot.stream_version,
                 error,
             )

@@ -40,6 +40,7 @@ __all__ = [
     "UnitOfWork",
     "default_store_url",
     "open_store",
+    "url_options",
 ]
 
 
@@ -51,12 +52,7 @@ def open_store(url: str | None = None, *, clock: Clock | None = None) -> EventSt
     """Open the store a URL names (default: `$CHRONIK_STORE`, else `sqlite:///./chronik.db`)."""
     url = url or default_store_url()
     parts = urlsplit(url)
-    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    try:
-        max_event_bytes = int(options.pop("max_event_bytes", DEFAULT_MAX_EVENT_BYTES))
-    except ValueError:
-        raise UnsupportedStoreURL(url, "max_event_bytes must be a whole number") from None
-    scheme = parts.scheme.lower()
+    scheme, options, max_event_bytes = url_options(url)
     if scheme == "memory":
         from chronik.store.memory import MemoryStore
 
@@ -90,6 +86,17 @@ def open_store(url: str | None = None, *, clock: Clock | None = None) -> EventSt
         store: EventStore = PostgresStore.from_url(url, clock=clock, max_event_bytes=max_event_bytes)
         return store
     raise UnsupportedStoreURL(url, "the scheme must be memory://, sqlite:/// or postgresql://")
+
+
+def url_options(url: str) -> tuple[str, dict[str, str], int]:
+    """A store URL's scheme (lower case), its query options, and `max_event_bytes` taken out of them."""
+    parts = urlsplit(url)
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    try:
+        max_event_bytes = int(options.pop("max_event_bytes", DEFAULT_MAX_EVENT_BYTES))
+    except ValueError:
+        raise UnsupportedStoreURL(url, "max_event_bytes must be a whole number") from None
+    return parts.scheme.lower(), options, max_event_bytes
 
 
 def _no_options_left(url: str, options: dict[str, str]) -> None:

@@ -71,6 +71,7 @@ AppendHook = Callable[["UnitOfWork", Sequence[RecordedEvent]], None]
 AppendObserver = Callable[[str, int, float], None]
 """Told of each append a store object makes: (outcome, events written, seconds); see `add_append_observer`."""
 
+ABORTED = "an earlier step of this unit of work failed; it can only be rolled back"
 WAIT_POLL_INTERVAL = 0.005  # seconds between looks at the head in the default `wait_for_events`
 
 
@@ -182,6 +183,37 @@ def expectation_failed(stream: str, expected: ExpectedVersion, actual: int | Non
     return WrongExpectedVersion(stream, expected, actual)
 
 
+def encode_batch(events: Sequence[NewEvent] | NewEvent, max_event_bytes: int) -> list[EncodedEvent]:
+    """Check and encode one append's events (names, JSON, sizes), before anything is written.
+
+    One business operation: unless the writer said otherwise, the events of one append share a
+    correlation id, the first event's id. The same id twice in one batch is refused.
+    """
+    if isinstance(events, NewEvent):
+        events = [events]
+    if not events:
+        return []
+    first_id = events[0].event_id or new_event_id()
+    defaults = {"correlation_id": str(first_id)}
+    default_json = msgspec.json.encode(defaults).decode()
+    batch = [
+        encode_new_event(
+            event,
+            max_event_bytes=max_event_bytes,
+            default_metadata=defaults,
+            default_json_metadata=default_json,
+            event_id=first_id if index == 0 else None,
+        )
+        for index, event in enumerate(events)
+    ]
+    seen: set[uuid.UUID] = set()
+    for event in batch:
+        if event.event_id in seen:
+            raise DuplicateEventId(event.event_id, "(this batch)", "(this batch)", -1)
+        seen.add(event.event_id)
+    return batch
+
+
 class UnitOfWork(abc.ABC):
     """One database transaction: appends, checkpoints and (on SQL stores) read-model writes.
 
@@ -279,9 +311,7 @@ class UnitOfWork(abc.ABC):
 
     def ensure_not_aborted(self) -> None:
         if self._aborted:
-            raise TransactionAborted(
-                "an earlier step of this unit of work failed; it can only be rolled back"
-            )
+            raise TransactionAborted(ABORTED)
 
     @abc.abstractmethod
     def _append_encoded(
@@ -377,31 +407,7 @@ class EventStore(abc.ABC):
         """Open a unit of work: it commits when the block ends, and rolls back if it raises."""
 
     def encode_batch(self, events: Sequence[NewEvent] | NewEvent) -> list[EncodedEvent]:
-        if isinstance(events, NewEvent):
-            events = [events]
-        if not events:
-            return []
-        # One business operation: unless the writer said otherwise, the events of one append
-        # share a correlation id, the first event's id.
-        first_id = events[0].event_id or new_event_id()
-        defaults = {"correlation_id": str(first_id)}
-        default_json = msgspec.json.encode(defaults).decode()
-        batch = [
-            encode_new_event(
-                event,
-                max_event_bytes=self.max_event_bytes,
-                default_metadata=defaults,
-                default_json_metadata=default_json,
-                event_id=first_id if index == 0 else None,
-            )
-            for index, event in enumerate(events)
-        ]
-        seen: set[uuid.UUID] = set()
-        for event in batch:
-            if event.event_id in seen:
-                raise DuplicateEventId(event.event_id, "(this batch)", "(this batch)", -1)
-            seen.add(event.event_id)
-        return batch
+        return encode_batch(events, self.max_event_bytes)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """`postgresql://`: the store for many processes on many machines, on a PostgreSQL server.
 
-The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives. In short:
+The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives; what is decided
+from the server's answers (the append's checks, the hash chain, the read barrier's bookkeeping)
+lives in `postgres_core.py`, shared with the asyncio store (`chronik.aio.postgres`). In short:
 
 * **Global order without gaps, writers in parallel.** A sequence number taken at insert becomes
   visible at commit, in another order, so a reader tailing by position can pass a number whose
@@ -58,17 +60,13 @@ The SQL lives in `postgres_sql.py`, each statement beside the guarantee it gives
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import msgspec
 import psycopg
 import psycopg.errors
 from psycopg import sql
@@ -77,27 +75,19 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from chronik.clock import Clock
 from chronik.errors import (
     ChronikError,
-    InvalidInput,
-    SchemaTooNew,
-    StoreUnavailable,
     StreamNotFound,
-    UnsupportedStoreURL,
-    WriteOrderConflict,
     WrongExpectedVersion,
 )
-from chronik.events.chain import GENESIS, event_hash
 from chronik.events.envelope import (
     ANY,
     DEFAULT_MAX_EVENT_BYTES,
-    STREAM_EXISTS,
     EncodedEvent,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
-    category_of,
     check_stream_name,
-    format_timestamp,
 )
+from chronik.store import postgres_core as core
 from chronik.store import postgres_sql as q
 from chronik.store.contract import (
     AppendResult,
@@ -107,49 +97,24 @@ from chronik.store.contract import (
     Snapshot,
     StreamInfo,
     UnitOfWork,
-    check_expectation,
     resolve_retry,
 )
+from chronik.store.postgres_core import (
+    DEFAULT_SCHEMA,
+    PostgresSettings,
+    WritersBarrier,
+)
 
-DEFAULT_SCHEMA: Final = "chronik"
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-READ_BARRIER_REFRESH: Final = 0.05  # seconds: the least time between two looks at the lock table
-# The latest position each (server, schema) had committed by this process: see `_note_committed`.
-_COMMITTED: dict[tuple[str, str], int] = {}
-_COMMITTED_LOCK = threading.Lock()
 # Errors after which the connection (or the server) is gone or the transaction was cancelled:
 # trying again later can succeed.
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-_JSON_ENCODER: Final = msgspec.json.Encoder()
 _T = TypeVar("_T")
-_MAX_POSITION: Final = 2**63 - 1
-_MAX_VERSION: Final = 2**62
-
-
-def _lock_key(purpose: str, schema: str) -> int:
-    """A stable signed 64-bit advisory lock key for one purpose in one schema."""
-    digest = hashlib.blake2b(f"chronik:{purpose}:{schema}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ChronikError(f"the store's clock returned a naive datetime {moment!r}; it must be aware")
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    """One row of `EVENT_COLUMNS` (in `RecordedEvent`'s field order) to an event."""
-    return msgspec.convert(row, RecordedEvent)
-
-
-def _to_recorded_page(rows: list[tuple[Any, ...]]) -> list[RecordedEvent]:
-    """A page of `EVENT_COLUMNS` rows to events in one C call. psycopg has parsed the ids and times
-    already, so this gains little over a constructor call per row (0.12 against 0.16 ms per 1,000
-    rows, measured); it keeps the row order and the event's field order tied to one place."""
-    return msgspec.convert(rows, list[RecordedEvent])
+# Moved to postgres_core.py (shared with the asyncio store); the layers above import these from here.
+_EPOCH: Final = core.EPOCH
+_lock_key = core.lock_key
+_micros = core.micros
+_to_recorded = core.to_recorded
+_to_recorded_page = core.to_recorded_page
 
 
 class PostgresUnitOfWork(UnitOfWork):
@@ -209,19 +174,14 @@ class PostgresUnitOfWork(UnitOfWork):
         if self._base_position is None:
             micros = _micros(self.store.clock())
             cursor.execute(
-                f"BEGIN; {before + '; ' if before else ''}{q.EXECUTE_FIX}{'; ' + then if then else ''}",
-                (*before_params, self.store.writer_lock_key, self.store.clock_lock_key, micros, *params),
+                *core.begin_message(self.store.settings, micros, then, params, before, before_params)
             )
             cursor.nextset()  # past BEGIN
             if before:
                 cursor.nextset()  # past the locks
-            fixed = cursor.fetchone()
-            assert fixed is not None
-            transaction_id, recorded_micros = fixed
-            self._base_position = transaction_id << q.POSITION_SHIFT
-            self._recorded_at = _EPOCH + timedelta(microseconds=recorded_micros)
+            self._base_position, self._recorded_at = core.fixed_position(cursor.fetchone())
         elif before or then:
-            cursor.execute("; ".join(part for part in (before, then) if part), (*before_params, *params))
+            cursor.execute(*core.later_message(then, params, before, before_params))
         else:
             return None
         while cursor.nextset():
@@ -238,126 +198,38 @@ class PostgresUnitOfWork(UnitOfWork):
     def _append_encoded(
         self, stream: str, batch: Sequence[EncodedEvent], expected: ExpectedVersion
     ) -> AppendResult:
-        if self._next_index + len(batch) > q.MAX_EVENTS_PER_TRANSACTION:
-            raise InvalidInput(
-                f"a unit of work can write at most {q.MAX_EVENTS_PER_TRANSACTION} events on PostgreSQL; "
-                f"this one has {self._next_index} and the append adds {len(batch)}"
-            )
-        first_id = batch[0].event_id if batch else None
+        core.check_room(self._next_index, len(batch))
         # The stream's lock first, then (in a new transaction) the position, then the tip.
-        row = self._fix_position(
-            q.EXECUTE_TIP,
-            (first_id, stream),
-            before=q.EXECUTE_LOCK,
-            before_params=(stream, self.store.clock_lock_key),
-        )
-        assert row is not None
-        actual: int | None = row[0]
-        first_is_recorded = bool(row[2])
-        if not batch:
-            if not check_expectation(stream, expected, actual):
-                raise WrongExpectedVersion(stream, expected, actual)
-            return AppendResult(stream, actual, ())
-        if not check_expectation(stream, expected, actual) or (
-            expected in (ANY, STREAM_EXISTS) and first_is_recorded
-        ):
+        then, params, before, before_params = core.tip_message(self.store.settings, stream, batch)
+        row = self._fix_position(then, params, before=before, before_params=before_params)
+        verdict = core.judge_tip(stream, batch, expected, row, self._base_position)
+        if verdict.done is not None:
+            return verdict.done
+        actual = verdict.actual
+        if verdict.conflict:
             retry = resolve_retry(stream, batch, expected, self._find_events(batch))
             if retry is not None:
                 return retry
             raise WrongExpectedVersion(stream, expected, actual)
-        assert self._base_position is not None
-        if row[3] is not None and row[3] >= self._base_position + q.MAX_EVENTS_PER_TRANSACTION:
-            # The tip was written by a transaction with a higher id (one that took this stream's
-            # lock after this unit of work took its position): going after it would put a higher
-            # version at a lower position.
-            raise WriteOrderConflict(stream)
-
-        recorded_at = self._recorded_at
-        recorded_text = format_timestamp(recorded_at)
-        first_version = -1 if actual is None else actual
-        category = category_of(stream)
-        previous_hash = GENESIS if actual is None else row[1]
+        assert self._base_position is not None and row is not None
         start = self._base_position + self._next_index
-        # The hash chain, and the rows for SQL_INSERT_MANY's JSON (or SQL_INSERT_ONE's parameters).
-        many = len(batch) > 1
-        entries = []
-        for index, event in enumerate(batch):
-            occurred = event.occurred_at
-            occurred_text = recorded_text if occurred is None else format_timestamp(occurred)
-            previous_hash = event_hash(
-                previous_hash,
-                str(event.event_id),
-                stream,
-                first_version + 1 + index,
-                event.type,
-                event.schema_version,
-                recorded_text,
-                occurred_text,
-                event.json_metadata,
-                event.json_data,
-            )
-            if many:
-                entries.append(
-                    {
-                        "i": index,
-                        "id": event.event_id,
-                        "t": event.type,
-                        "s": event.schema_version,
-                        "d": event.json_data,
-                        "m": event.json_metadata,
-                        "o": None if event.occurred_at is None else occurred_text,
-                        "h": previous_hash,
-                    }
-                )
-        last_version = first_version + len(batch)
-        statements = []
-        params: list[Any] = []
-        if not many:
-            event = batch[0]
-            statements.append(q.EXECUTE_INSERT_ONE)
-            params.extend(
-                (
-                    start,
-                    event.event_id,
-                    stream,
-                    first_version + 1,
-                    category,
-                    event.type,
-                    event.schema_version,
-                    event.json_data,
-                    event.json_metadata,
-                    recorded_at,
-                    recorded_at if event.occurred_at is None else event.occurred_at,
-                    previous_hash,
-                )
-            )
-        else:
-            statements.append(q.EXECUTE_INSERT_MANY)
-            params.extend(
-                (
-                    start,
-                    stream,
-                    first_version + 1,
-                    category,
-                    recorded_at,
-                    recorded_at,
-                    _JSON_ENCODER.encode(entries).decode(),
-                )
-            )
+        # The hash chain, and SQL_INSERT_MANY's JSON (or SQL_INSERT_ONE's parameters).
+        insert = core.plan_insert(stream, batch, actual, row[1], start, self._recorded_at)
+        statements = [insert.statement]
         if self.commit_with_append:
             statements.append(self.store.commit_and_notify)
         try:
-            self._cursor.execute("; ".join(statements), params)  # one round trip
+            self._cursor.execute("; ".join(statements), insert.params)  # one round trip
         except psycopg.errors.UniqueViolation as error:
             # The stream is locked, so only an event id recorded elsewhere gets here. This
             # transaction is aborted now: look on another connection (the clash is committed).
-            if error.diag.constraint_name == "events_event_id_uniq":
+            if core.is_id_clash(error):
                 resolve_retry(stream, batch, expected, self.store.find_events([e.event_id for e in batch]))
             raise
         self._next_index += len(batch)
         self.appended = True
         self.committed = self.commit_with_append
-        return AppendResult(stream, last_version, tuple(range(start, start + len(batch))))
+        return insert.result
 
     def commit(self) -> None:
         self._cursor.execute(self.store.commit_and_notify if self.appended else "COMMIT")
@@ -366,7 +238,7 @@ class PostgresUnitOfWork(UnitOfWork):
     def _find_events(self, batch: Sequence[EncodedEvent]) -> list[ExistingEvent]:
         """On this transaction's connection, so that its own earlier appends count."""
         rows = self._connection.execute(q.SQL_FIND_EVENTS, ([e.event_id for e in batch],)).fetchall()
-        return [ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows]
+        return core.existing_events(rows)
 
     def _save_checkpoint(self, name: str, position: int) -> None:
         self.connection.execute(q.SQL_SAVE_CHECKPOINT, (name, position, self.store.clock()))
@@ -449,37 +321,14 @@ class PostgresStore(EventStore):
         lock_timeout: float = 0.0,
     ) -> None:
         super().__init__(clock=clock, max_event_bytes=max_event_bytes)
-        if not 0 <= lock_timeout <= 2_147_483:  # PostgreSQL's limit (2**31 - 1 ms); also refuses NaN
-            raise UnsupportedStoreURL(conninfo, f"lock_timeout is 0 to 2147483 seconds, not {lock_timeout}")
-        # Whole milliseconds, at least 1 when any timeout is asked for: 0 means "wait forever".
-        lock_timeout_ms = 0 if lock_timeout == 0 else max(1, round(lock_timeout * 1000))
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise UnsupportedStoreURL(conninfo, f"schema must match {_SCHEMA_NAME.pattern}, not {schema!r}")
-        self.conninfo = conninfo
-        self.schema = schema
-        parts = urlsplit(conninfo)
-        host = parts.hostname or ""
-        shown = f"{parts.username}@{host}" if parts.username else host
-        port = f":{parts.port}" if parts.port else ""
-        self.url = f"{parts.scheme}://{shown}{port}{parts.path}?schema={schema}"
-        self.channel = f"chronik_{schema}"[:63]
-        self.clock_lock_key = _lock_key("clock", schema)
-        self.writer_lock_key = _lock_key("writers", schema)
-        unsigned = self.writer_lock_key & 0xFFFFFFFFFFFFFFFF
-        self._barrier_params = (unsigned >> 32, unsigned & 0xFFFFFFFF)  # as pg_locks shows the key
-        self._writers_barrier = 0  # the last writers' barrier computed; safe for every later read
-        self._committed_key = (conninfo, schema)
-        self._writers_barrier_at = -READ_BARRIER_REFRESH
-        # The channel is made of checked characters only, so it can stand in the text as it is.
-        self.commit_and_notify = "COMMIT; " + q.SQL_NOTIFY_AFTER_COMMIT.format(channel=f"'{self.channel}'")
-        self.connect_kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "options": f"-c search_path={schema} -c TimeZone=UTC -c lock_timeout={lock_timeout_ms}",
-            "application_name": f"chronik:{schema}"[:63],  # what pg_stat_activity shows
-            # No automatic preparing by psycopg: after any ROLLBACK it would send DEALLOCATE ALL,
-            # which drops the statements this store prepares itself (`_prepare_statements`).
-            "prepare_threshold": None,
-        }
+        settings = PostgresSettings.create(conninfo, schema=schema, lock_timeout=lock_timeout)
+        self.settings = settings
+        self.conninfo, self.schema, self.url, self.channel = conninfo, schema, settings.url, settings.channel
+        self.clock_lock_key, self.writer_lock_key = settings.clock_lock_key, settings.writer_lock_key
+        self._barrier_params = settings.barrier_params
+        self._barrier = WritersBarrier(settings)
+        self.commit_and_notify = settings.commit_and_notify
+        self.connect_kwargs: dict[str, Any] = settings.connect_kwargs
         # Test-only: read without the visibility barrier, to show what it prevents. Never in production.
         self.unsafe_no_read_barrier = False
         self._local = threading.local()
@@ -491,7 +340,7 @@ class PostgresStore(EventStore):
             conninfo,
             kwargs=self.connect_kwargs,
             min_size=pool_min_size,
-            max_size=max(pool_max_size, pool_min_size, 2),  # a failed append looks up ids on a second one
+            max_size=settings.pool_size(pool_min_size, pool_max_size),
             timeout=pool_timeout,
             name=f"chronik-{schema}",
             num_workers=1,
@@ -503,31 +352,8 @@ class PostgresStore(EventStore):
     def from_url(
         cls, url: str, *, clock: Clock | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     ) -> PostgresStore:
-        parts = urlsplit(url)
-        ours = {"schema", "pool_min_size", "pool_max_size", "pool_timeout", "lock_timeout", "max_event_bytes"}
-        options = dict(parse_qsl(parts.query))
-        libpq = [(key, value) for key, value in parse_qsl(parts.query) if key not in ours]
-        scheme = "postgresql" if parts.scheme.lower() == "postgres" else parts.scheme
-        conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(libpq), ""))
-        try:
-            pool_min_size = int(options.get("pool_min_size", 1))
-            pool_max_size = int(options.get("pool_max_size", 8))
-            pool_timeout = float(options.get("pool_timeout", 10.0))
-            lock_timeout = float(options.get("lock_timeout", 0.0))
-        except ValueError:
-            raise UnsupportedStoreURL(
-                url, "pool_min_size and pool_max_size are whole numbers; pool_timeout, lock_timeout seconds"
-            ) from None
-        return cls(
-            conninfo,
-            schema=options.get("schema", DEFAULT_SCHEMA),
-            clock=clock,
-            max_event_bytes=max_event_bytes,
-            pool_min_size=pool_min_size,
-            pool_max_size=pool_max_size,
-            pool_timeout=pool_timeout,
-            lock_timeout=lock_timeout,
-        )
+        conninfo, options = core.parse_url(url)
+        return cls(conninfo, clock=clock, max_event_bytes=max_event_bytes, **options)
 
     # -- connections and errors -------------------------------------------------------------------
 
@@ -543,10 +369,7 @@ class PostgresStore(EventStore):
             yield
         except _UNAVAILABLE as error:
             self._check_pool()
-            raise StoreUnavailable(
-                f"PostgreSQL {what} failed ({type(error).__name__}: {str(error).strip()}); "
-                "retry (an append can be re-sent with the same event ids)"
-            ) from error
+            raise self.settings.unavailable(what, error) from error
 
     def _check_pool(self) -> None:
         """Replace the pool's idle connections that died with the one that just failed."""
@@ -588,26 +411,7 @@ class PostgresStore(EventStore):
             return run(connection)
 
     def _migrate(self) -> None:
-        try:
-            with (
-                psycopg.connect(self.conninfo, **self.connect_kwargs) as connection,
-                connection.transaction(),
-            ):
-                connection.execute(q.SQL_MIGRATION_LOCK, (_lock_key("migrate", self.schema),))
-                connection.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
-                connection.execute(q.SQL_CREATE_MIGRATIONS_TABLE)
-                row = connection.execute(q.SQL_SCHEMA_VERSION).fetchone()
-                found = int(row[0]) if row else 0
-                if found > q.SCHEMA_VERSION:
-                    raise SchemaTooNew(found, q.SCHEMA_VERSION)
-                for version in range(found + 1, q.SCHEMA_VERSION + 1):
-                    for statement in q.MIGRATIONS[version]:
-                        connection.execute(statement)
-                    connection.execute(q.SQL_RECORD_MIGRATION, (version, self.clock()))
-        except _UNAVAILABLE as error:
-            raise StoreUnavailable(f"cannot open PostgreSQL store {self.url}: {error}") from error
+        core.migrate(self.settings, self.clock)
 
     @contextlib.contextmanager
     def pooled_connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -661,18 +465,7 @@ class PostgresStore(EventStore):
         finally:
             self._local.active = False
         if uow.appended:
-            self._note_committed(uow.last_position)
-
-    def _note_committed(self, position: int) -> None:
-        """Remember this process's latest committed position in this schema: a read that has not
-        reached it yet refreshes the writers' barrier at once (read-your-writes, also across the
-        process's stores of one schema)."""
-        with _COMMITTED_LOCK:
-            if position > _COMMITTED.get(self._committed_key, 0):
-                _COMMITTED[self._committed_key] = position
-
-    def _own_committed(self) -> int:
-        return _COMMITTED.get(self._committed_key, 0)
+            self._barrier.note_committed(uow.last_position)  # read your own writes
 
     def append(
         self,
@@ -700,29 +493,15 @@ class PostgresStore(EventStore):
         recorded_until: datetime | None = None,
         occurred_until: datetime | None = None,
     ) -> list[RecordedEvent]:
-        check_stream_name(stream)
-        clauses = ["stream_name = %s"]
-        params: list[Any] = [stream]
-        low, high = (to_version, from_version) if backwards else (from_version, to_version)
-        if low is not None:
-            clauses.append("stream_version >= %s")
-            params.append(low)
-        if high is not None:
-            clauses.append("stream_version <= %s")
-            params.append(high)
-        if recorded_until is not None:
-            clauses.append("recorded_at <= %s")
-            params.append(recorded_until)
-        if occurred_until is not None:
-            clauses.append("occurred_at <= %s")
-            params.append(occurred_until)
-        statement = (
-            f"SELECT {q.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
-            f"ORDER BY stream_version {'DESC' if backwards else 'ASC'}"
+        statement, params = core.read_stream_query(
+            stream,
+            from_version=from_version,
+            to_version=to_version,
+            backwards=backwards,
+            limit=limit,
+            recorded_until=recorded_until,
+            occurred_until=occurred_until,
         )
-        if limit is not None:
-            statement += " LIMIT %s"
-            params.append(max(0, limit))
         rows = self._rows(statement, params)
         if not rows and self._rows(q.SQL_STREAM_VERSION, (stream,))[0][0] is None:
             raise StreamNotFound(stream)
@@ -747,10 +526,8 @@ class PostgresStore(EventStore):
                 recorded_until=recorded_until,
                 occurred_until=occurred_until,
             )
-        check_stream_name(stream)
-        low = 0 if from_version is None else from_version
-        high = _MAX_VERSION if to_version is None else to_version
-        rows, exists = self._prepared_rows(q.EXECUTE_READ_PAYLOADS, (stream, low, high, stream))
+        params = core.payloads_params(stream, from_version, to_version)
+        rows, exists = self._prepared_rows(q.EXECUTE_READ_PAYLOADS, params)
         if not rows and not exists[0][0]:
             raise StreamNotFound(stream)
         return rows
@@ -764,69 +541,35 @@ class PostgresStore(EventStore):
         event_types: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        limit = None if limit is None else max(0, limit)
-        last = _MAX_POSITION if to_position is None else to_position
-        filters = ""
-        filter_params: list[Any] = []
-        if to_position is not None and (limit is None or categories or event_types):
-            # A real upper bound also bounds the inner, ordered scan (see SQL_READ_ALL) when that
-            # scan could otherwise walk past it: a read without a limit, or a filtered one (a
-            # time-machine build or scratch rebuild of a projection whose types are rare beyond
-            # the bound would read the rest of the log to fill its page: 31 ms against 1.6 ms per
-            # page on 100k events). An unfiltered page with a limit reads at most `limit` rows
-            # anyway, so it keeps the prepared statement (`iter_all`, catch-up and tailing reads:
-            # through the general path they ran at a third of the speed, measured in
-            # bench/core.py). Never as a constant far above every position: that would bring back
-            # the statistics-less misestimate SQL_READ_ALL's comment describes.
-            filters += " AND global_position <= %s"
-            filter_params.append(to_position)
-        if categories:
-            filters += " AND category = ANY(%s)"
-            filter_params.append(list(categories))
-        if event_types:
-            filters += " AND event_type = ANY(%s)"
-            filter_params.append(list(event_types))
+        plan = core.plan_read_all(from_position, to_position, categories, event_types, limit)
         if self.unsafe_no_read_barrier:
-            statement = q.SQL_READ_ALL_UNSAFE.format(filters=filters)
-            return _to_recorded_page(self._rows(statement, [from_position, *filter_params, last, limit]))
+            return _to_recorded_page(self._rows(*plan.unsafe()))
 
         def read_page() -> list[tuple[Any, ...]]:
-            if not filters:  # the tailing reader's and the catch-up's read: prepared
-                params = (from_position, limit, self._writers_barrier, last)
-                return self._prepared_rows(q.EXECUTE_READ_ALL, params)[0]
-            statement = q.SQL_READ_ALL.format(filters=filters)
-            return self._rows(statement, [from_position, *filter_params, limit, self._writers_barrier, last])
+            prepared, statement, params = plan.page(self._barrier.value)
+            return self._prepared_rows(statement, params)[0] if prepared else self._rows(statement, params)
 
         rows = read_page()
-        # Not yet up to what this process itself committed: look again at once, not in 50 ms.
-        wanted = self._own_committed() if to_position is None else min(self._own_committed(), to_position)
-        reached = rows[-1][3] if rows else from_position - 1  # [3]: global_position
-        behind_own = reached < wanted and (limit is None or len(rows) < limit)
-        if (behind_own or not rows) and self._refresh_writers_barrier(force=behind_own):
+        # Found nothing new, or not yet up to what this process itself committed: look again.
+        look, at_once = self._barrier.page_is_short(rows, from_position, to_position, plan.limit)
+        if look and self._refresh_writers_barrier(force=at_once):
             rows = read_page()
         return _to_recorded_page(rows)
 
     def head_position(self) -> int:
         if self.unsafe_no_read_barrier:
             return int(self._rows(q.SQL_HEAD_POSITION_UNSAFE)[0][0])
-        head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
-        if self._refresh_writers_barrier(force=head < self._own_committed()):
-            head = int(self._rows(q.SQL_HEAD_POSITION, (self._writers_barrier,))[0][0])
+        head = int(self._rows(q.SQL_HEAD_POSITION, (self._barrier.value,))[0][0])
+        if self._refresh_writers_barrier(force=self._barrier.head_is_behind(head)):
+            head = int(self._rows(q.SQL_HEAD_POSITION, (self._barrier.value,))[0][0])
         return head
 
     def _refresh_writers_barrier(self, *, force: bool = False) -> bool:
         """Recompute the writers' barrier (see SQL_READ_BARRIER) in its own statement, unless that
         was done less than READ_BARRIER_REFRESH seconds ago (and not `force`); True if it rose."""
-        now = time.monotonic()
-        if not force and now - self._writers_barrier_at < READ_BARRIER_REFRESH:
+        if not self._barrier.due(force=force):
             return False
-        self._writers_barrier_at = now
-        value = int(self._rows(q.SQL_WRITERS_BARRIER, self._barrier_params)[0][0])
-        with self._listener_lock:
-            if value <= self._writers_barrier:
-                return False
-            self._writers_barrier = value
-            return True
+        return self._barrier.rise(int(self._rows(q.SQL_WRITERS_BARRIER, self._barrier_params)[0][0]))
 
     def wait_for_events(self, after_position: int, timeout: float) -> bool:
         """Woken by NOTIFY at each append's commit; then re-reads the barrier until it has passed.
@@ -867,13 +610,10 @@ class PostgresStore(EventStore):
         return None if version is None else int(version)
 
     def list_streams(self, *, prefix: str = "", limit: int = 100) -> list[StreamInfo]:
-        rows = self._rows(q.SQL_LIST_STREAMS, (prefix, prefix + "\U0010ffff", max(0, limit)))
-        return [StreamInfo(row[0], category_of(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+        return core.stream_infos(self._rows(q.SQL_LIST_STREAMS, core.list_streams_params(prefix, limit)))
 
     def find_events(self, event_ids: Sequence[uuid.UUID]) -> list[ExistingEvent]:
-        rows = self._rows(q.SQL_FIND_EVENTS, (list(event_ids),))
-        found = {row[0]: ExistingEvent(row[0], row[1], row[2], row[3]) for row in rows}
-        return [found[event_id] for event_id in event_ids if event_id in found]
+        return core.in_given_order(self._rows(q.SQL_FIND_EVENTS, (list(event_ids),)), event_ids)
 
     def read_correlated(self, correlation_id: str) -> list[RecordedEvent]:
         return _to_recorded_page(self._rows(q.SQL_READ_CORRELATED, (correlation_id,)))
@@ -886,33 +626,14 @@ class PostgresStore(EventStore):
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         with self._unavailable_as_error("snapshot write"), self._pool.connection() as connection:
-            connection.execute(
-                q.SQL_SAVE_SNAPSHOT,
-                (
-                    snapshot.stream,
-                    snapshot.schema_version,
-                    snapshot.stream_version,
-                    snapshot.aggregate_type,
-                    snapshot.json_state,
-                    snapshot.recorded_at,
-                ),
-            )
+            connection.execute(q.SQL_SAVE_SNAPSHOT, core.snapshot_params(snapshot))
 
     def load_snapshot(
         self, stream: str, *, schema_version: int, at_or_before: int | None = None
     ) -> Snapshot | None:
-        params = (stream, schema_version, _MAX_VERSION if at_or_before is None else at_or_before)
-        rows = self._prepared_rows(q.EXECUTE_LOAD_SNAPSHOT, params)[0]
-        if not rows:
-            return None
-        row = rows[0]
-        return Snapshot(
-            stream=stream,
-            stream_version=row[0],
-            aggregate_type=row[1],
-            schema_version=schema_version,
-            json_state=row[2],
-            recorded_at=row[3],
+        params = core.load_snapshot_params(stream, schema_version, at_or_before)
+        return core.snapshot_from(
+            stream, schema_version, self._prepared_rows(q.EXECUTE_LOAD_SNAPSHOT, params)[0]
         )
 
     def delete_snapshots(self, stream: str | None = None) -> int:

@@ -37,7 +37,54 @@ DEFAULT_BATCH_SIZE: Final = 500
 CHECKPOINT_PREFIX: Final = "subscription:"
 
 
-class CatchUpSubscription:
+class SubscriptionBase:
+    """What the synchronous subscription and its asyncio twin (`chronik.aio.CatchUpSubscription`)
+    share: the settings and their checks, the checkpoint's name, where a first run starts, and how
+    far a page lets the checkpoint move."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        start: StartFrom = "beginning",
+        categories: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        poll_interval: float = 0.05,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if isinstance(start, int) and start < 0:
+            raise ValueError("a start position must be 0 or more")
+        self.name = name
+        self.start = start
+        self.categories = list(categories) if categories else None
+        self.event_types = list(event_types) if event_types else None
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._position: int | None = None  # last position scanned (handled or filtered out)
+
+    @property
+    def checkpoint_name(self) -> str:
+        return CHECKPOINT_PREFIX + self.name
+
+    def _first_position(self, saved: int | None, head: Callable[[], int]) -> int:
+        """Where to resume: the checkpoint, else `start` (`head()` is asked only for "end")."""
+        if saved is not None:
+            return saved
+        if self.start == "beginning":
+            return 0
+        if self.start == "end":
+            return head()
+        return max(0, self.start - 1)
+
+    def _scanned_to(self, page: Sequence[RecordedEvent], head: int) -> int:
+        """A short page means everything up to `head` was scanned, even positions the filter
+        skipped: the checkpoint may then move to `head`, so a filtered-out tail is not re-read forever."""
+        return page[-1].global_position if len(page) == self.batch_size else head
+
+
+class CatchUpSubscription(SubscriptionBase):
     """A named, durable reader of the whole log (optionally filtered by category and event type).
 
     Its checkpoint is stored under `subscription:<name>` with the store's checkpoints; `start`
@@ -56,24 +103,17 @@ class CatchUpSubscription:
         batch_size: int = DEFAULT_BATCH_SIZE,
         poll_interval: float = 0.05,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if isinstance(start, int) and start < 0:
-            raise ValueError("a start position must be 0 or more")
+        super().__init__(
+            name,
+            start=start,
+            categories=categories,
+            event_types=event_types,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+        )
         self.store = store
-        self.name = name
         self.handler = handler
-        self.start = start
-        self.categories = list(categories) if categories else None
-        self.event_types = list(event_types) if event_types else None
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
         self._stop = threading.Event()
-        self._position: int | None = None  # last position scanned (handled or filtered out)
-
-    @property
-    def checkpoint_name(self) -> str:
-        return CHECKPOINT_PREFIX + self.name
 
     @property
     def position(self) -> int:
@@ -83,14 +123,9 @@ class CatchUpSubscription:
         return self._position
 
     def _initial_position(self) -> int:
-        saved = self.store.load_checkpoint(self.checkpoint_name)
-        if saved is not None:
-            return saved
-        if self.start == "beginning":
-            return 0
-        if self.start == "end":
-            return self.store.head_position()
-        return max(0, self.start - 1)
+        return self._first_position(
+            self.store.load_checkpoint(self.checkpoint_name), self.store.head_position
+        )
 
     def poll(self) -> int:
         """Handle one batch of whatever is readable now; returns how many events were handled."""
@@ -105,10 +140,7 @@ class CatchUpSubscription:
             event_types=self.event_types,
             limit=self.batch_size,
         )
-        # A short page means everything up to `head` was scanned, even positions the filter skipped:
-        # the checkpoint may then move to `head`, so a filtered-out tail is not re-read forever.
-        scanned_to = page[-1].global_position if len(page) == self.batch_size else head
-        self._handle_batch(page, scanned_to)
+        self._handle_batch(page, self._scanned_to(page, head))
         return len(page)
 
     def _handle_batch(self, events: Sequence[RecordedEvent], scanned_to: int) -> None:
