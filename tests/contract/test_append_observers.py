@@ -3,6 +3,9 @@ makes is told once, with its outcome, after its unit of work commits or rolls ba
 
 The server counts `chronik_appends_total` through one (issue #17.12: it used to count HTTP
 appends only, 5 after about 900 events of the demo's workers).
+
+On the synchronous face only: observers belong to the synchronous store object (the asyncio face
+has none of its own yet; its threaded adapter's appends are told through the store it wraps).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import pytest
 
 from chronik import ANY, NO_STREAM, AppendRequest, EventStore, NewEvent, WrongExpectedVersion
 from chronik.errors import InvalidStreamName
+
+pytestmark = pytest.mark.sync_face
 
 
 def ev(event_type: str = "Happened") -> NewEvent:
