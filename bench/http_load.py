@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = [int(item) for item in args.clients.split(",") if item.strip()]
     if not levels or min(levels) < 1 or max(levels) > 512 or not 0 <= args.subscribers <= 2000:
         parser.error("--clients takes counts from 1 to 512, --subscribers from 0 to 2000")
-    console = Console()
+    console = Console(width=150)
     load_before = os.getloadavg()
     runs = []
     for number in range(args.repeat):

@@ -168,13 +168,18 @@ class _ThreadedWatch(HeadWatch):
 class ThreadedStore(AsyncEventStore):
     """Any synchronous `EventStore` (`.sync`) as an `AsyncEventStore`, on `max_threads` threads."""
 
-    def __init__(self, store: EventStore, *, max_threads: int = DEFAULT_THREADS) -> None:
+    def __init__(
+        self, store: EventStore, *, max_threads: int = DEFAULT_THREADS, close_sync: bool = True
+    ) -> None:
+        """`close_sync=False` leaves `store` open at `close()`, for a caller that lent it (a server
+        around a store its own caller opened and closes)."""
         if max_threads < 1:
             raise ChronikError(f"max_threads must be at least 1, not {max_threads!r}")
         super().__init__(clock=store.clock, max_event_bytes=store.max_event_bytes)
         self.sync = store
         self.url = store.url
         self.max_threads = max_threads
+        self.close_sync = close_sync
         self.executor = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="chronik-aio")
         self._watch = _ThreadedWatch(self)
         self._closed = False
@@ -328,4 +333,5 @@ class ThreadedStore(AsyncEventStore):
 
     def _shut_down(self) -> None:
         self.executor.shutdown(wait=True)
-        self.sync.close()
+        if self.close_sync:
+            self.sync.close()

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from chronik.aio import ThreadedStore
 from chronik.groups import GroupHandler
 from chronik.server.context import AppPage, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
@@ -35,6 +36,9 @@ logger = logging.getLogger("chronik.server")
 
 STATIC_DIR: Final = Path(str(resources.files("chronik.server") / "static"))
 DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
+# Threads of the asyncio store: at least the concurrent writers plus the open units of work; past
+# this, calls queue (on the loop, costing no thread) for the next free one.
+AIO_THREADS: Final = 32
 
 DESCRIPTION: Final = """\
 chronik's HTTP API: append and read streams, read the whole log, follow it live (Server-Sent
@@ -87,13 +91,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.stopping.set()
-        for stop in reversed(state.background):
-            try:
-                stop()
-            except Exception:
-                logger.exception("stopping a background worker failed")
+        # The asyncio face for the append, read and subscription routes, on this loop, around the
+        # same synchronous store: its append hooks (inline projections) and observers (the
+        # metrics) run for these appends too, which a native asyncio store would not do.
+        state.aio_store = ThreadedStore(store, max_threads=AIO_THREADS, close_sync=False)
+        try:
+            yield
+        finally:
+            state.stopping.set()
+            for stop in reversed(state.background):
+                try:
+                    stop()
+                except Exception:
+                    logger.exception("stopping a background worker failed")
+            await state.aio_store.close()  # waits for the calls in flight; `store` stays open
+            state.aio_store = None
 
     app = FastAPI(
         title="chronik",

@@ -3,19 +3,25 @@
 One `ServerState` per app, reached through `request.app.state.chronik`. Routes get it, and the
 caller's key, through FastAPI dependencies (`StateDep`, `require("read")`), so tests can build an
 app around any store without globals.
+
+The dependencies are coroutines: FastAPI runs a plain `def` dependency on a thread, and the hot
+routes (append, read, the live subscription) are meant to take no thread of their own. Checking
+a key reads the key table, so that one step goes to a thread, only when a key is presented or
+the "are there keys?" answer is more than a second old.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from chronik.groups import GroupHandler, GroupMember
 from chronik.projections import Projection
@@ -23,6 +29,9 @@ from chronik.server.keys import ApiKey, KeyRing
 from chronik.server.metrics import ServerMetrics
 from chronik.server.problems import Problem
 from chronik.store import EventStore
+
+if TYPE_CHECKING:
+    from chronik.aio import AsyncEventStore
 
 ANONYMOUS: Final = ApiKey(
     key_id="",
@@ -60,8 +69,23 @@ class ServerState:
     blobs_dir: Path | None = None  # the video example's content-addressed blob folder (made on first use)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The same store's asyncio face, for the append, read and subscription routes: opened by the
+    # app's lifespan on the server's event loop (`ThreadedStore` around `store`, so that append
+    # hooks and observers, the metrics among them, see every append), closed at shutdown.
+    aio_store: AsyncEventStore | None = None
     _keys_checked: float = 0.0
     _keys_present: bool = False
+
+    @property
+    def aio(self) -> AsyncEventStore:
+        """The asyncio face of `store` (raises if the app's lifespan has not opened it)."""
+        if self.aio_store is None:
+            raise RuntimeError("the server's asyncio store is not open: run the app with its lifespan")
+        return self.aio_store
+
+    def keys_known(self) -> bool:
+        """Whether `keys_present()` answers from memory (checked less than a second ago)."""
+        return self.keyring is None or time.monotonic() - self._keys_checked <= 1.0
 
     def keys_present(self) -> bool:
         """Whether any active key exists, re-read at most once a second (keys change from the CLI)."""
@@ -77,9 +101,14 @@ class ServerState:
         self._keys_checked = 0.0
 
 
-def get_state(request: Request) -> ServerState:
+def state_of(request: Request) -> ServerState:
     state: ServerState = request.app.state.chronik
     return state
+
+
+async def get_state(request: Request) -> ServerState:
+    """The dependency (a coroutine: no thread per request)."""
+    return state_of(request)
 
 
 StateDep = Annotated[ServerState, Depends(get_state)]
@@ -112,11 +141,15 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
+def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
     """A dependency: the caller's key, which must have `scope` (admin implies every scope)."""
 
-    def dependency(request: Request) -> ApiKey:
-        key = authenticate(request, get_state(request))
+    async def dependency(request: Request) -> ApiKey:
+        state = state_of(request)
+        if presented_token(request) is None and state.keys_known():
+            key = authenticate(request, state)  # answered from memory
+        else:
+            key = await run_in_threadpool(authenticate, request, state)  # reads the key table
         if not key.has_scope(scope):
             raise Problem(
                 403, "Forbidden", f"the key {key.name!r} lacks the {scope!r} scope", scopes=list(key.scopes)

@@ -1,8 +1,11 @@
 """The whole log: paged reads, one operation's events, and a live subscription by Server-Sent Events.
 
-The subscription is catch-up then live over one connection: it pages through the log from
-`from_position`, sends a `caught_up` event, then waits for new events (through the store's
-`wait_for_events` when it has one, else by polling `head_position()`). Each event's SSE `id` is
+Every route here is a coroutine on the server's asyncio store (`state.aio`): no thread per
+request, none per subscriber. The subscription is catch-up then live over one connection: it
+pages through the log from `from_position`, sends a `caught_up` event, then waits for new events
+with the asyncio store's `wait_for_events`, whose waiters all share one watcher of the head (a
+thousand subscribers cost one look per change, and an append through this server wakes them at
+once). Each event's SSE `id` is
 its global position, so a browser's `EventSource` reconnects with `Last-Event-ID` and resumes
 right after the last event it got. Every subscription is bounded (`max_events`, `timeout`), so a
 test, a script or a forgotten tab always ends.
@@ -10,8 +13,6 @@ test, a script or a forgotten tab always ends.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import itertools
 import json
 import time
@@ -20,7 +21,6 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from chronik.events.envelope import RecordedEvent
 from chronik.server.context import ReadKey, ServerState, StateDep
@@ -31,7 +31,6 @@ from chronik.server.problems import Problem
 router = APIRouter(prefix="/api", tags=["log"])
 
 PAGE: Final = 500
-POLL_INTERVAL: Final = 0.1
 _subscription_ids = itertools.count(1)
 
 Names = Annotated[list[str] | None, Query(max_length=50)]
@@ -42,7 +41,7 @@ def _visible(events: Sequence[RecordedEvent], key: ApiKey) -> list[RecordedEvent
 
 
 @router.get("/log", response_model=LogPage, summary="Read the whole log")
-def read_log(
+async def read_log(
     state: StateDep,
     key: ReadKey,
     from_position: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
@@ -51,8 +50,8 @@ def read_log(
     type: Names = None,
 ) -> Response:
     """Events in global order from `from_position` (inclusive), optionally only some categories or types."""
-    head = state.store.head_position()
-    page = state.store.read_all(
+    head = await state.aio.head_position()
+    page = await state.aio.read_all(
         from_position, to_position=head, categories=category or None, event_types=type or None, limit=limit
     )
     next_from = page[-1].global_position + 1 if len(page) >= limit else max(from_position, head + 1)
@@ -65,23 +64,15 @@ def read_log(
 
 
 @router.get("/correlations/{correlation_id}", response_model=LogPage, summary="One operation's events")
-def correlated(correlation_id: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
+async def correlated(correlation_id: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Every event whose metadata carries this correlation id, across streams, in global order."""
-    events = _visible(state.store.read_correlated(correlation_id), key)
-    head = state.store.head_position()
+    events = _visible(await state.aio.read_correlated(correlation_id), key)
+    head = await state.aio.head_position()
     return {"head_position": head, "events": [e.to_dict() for e in events], "next_from_position": head + 1}
 
 
 def _sse(event: RecordedEvent) -> str:
     return f"id: {event.global_position}\ndata: {json.dumps(event.to_dict(), separators=(',', ':'))}\n\n"
-
-
-async def _wait(state: ServerState, after: int, timeout: float) -> None:
-    wait_for_events = getattr(state.store, "wait_for_events", None)
-    if wait_for_events is not None:
-        await run_in_threadpool(wait_for_events, after, min(timeout, 1.0))
-    else:
-        await asyncio.sleep(min(timeout, POLL_INTERVAL))
 
 
 async def _stream(
@@ -96,6 +87,7 @@ async def _stream(
     heartbeat: float,
 ) -> AsyncIterator[str]:
     number = next(_subscription_ids)
+    store = state.aio
     metrics = state.metrics
     metrics.subscriptions.inc()
     deadline = time.monotonic() + timeout
@@ -106,17 +98,10 @@ async def _stream(
     try:
         yield f"retry: 1000\n: subscribed from position {start}\n\n"
         while sent < max_events and time.monotonic() < deadline and not state.stopping.is_set():
-            head = await run_in_threadpool(state.store.head_position)
+            head = await store.head_position()
             if position <= head:
-                page = await run_in_threadpool(
-                    functools.partial(
-                        state.store.read_all,
-                        position,
-                        to_position=head,
-                        categories=categories,
-                        event_types=types,
-                        limit=PAGE,
-                    )
+                page = await store.read_all(
+                    position, to_position=head, categories=categories, event_types=types, limit=PAGE
                 )
                 scanned_to = page[-1].global_position if len(page) >= PAGE else head
                 for event in _visible(page, key):
@@ -138,7 +123,9 @@ async def _stream(
             if time.monotonic() >= next_heartbeat:
                 yield ": keep-alive\n\n"
                 next_heartbeat = time.monotonic() + heartbeat
-            await _wait(state, head, deadline - time.monotonic())
+            # At most a second at a time: `stopping` and the client's disconnect are looked at.
+            now = time.monotonic()
+            await store.wait_for_events(head, max(0.0, min(1.0, deadline - now, next_heartbeat - now)))
         reason = "max_events" if sent >= max_events else "stopping" if state.stopping.is_set() else "timeout"
         end = {"reason": reason, "sent": sent, "next_position": position}
         yield f"event: end\ndata: {json.dumps(end)}\n\n"

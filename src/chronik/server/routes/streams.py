@@ -1,4 +1,9 @@
-"""Streams: list, read (with time travel), append (one stream or several atomically), hydrated state."""
+"""Streams: list, read (with time travel), append (one stream or several atomically), hydrated state.
+
+Listing, reading and appending are coroutines on the server's asyncio store (`state.aio`): no
+thread per request, and the store's calls run on its bounded pool. The hydrated state still
+runs on a thread (FastAPI's, for a plain `def`): it drives the synchronous aggregate machinery.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +68,7 @@ def header_expectation(if_match: str | None, if_none_match: str | None) -> Expec
 
 
 @router.get("/streams", response_model=StreamList, summary="List streams")
-def list_streams(
+async def list_streams(
     state: StateDep,
     key: ReadKey,
     prefix: Annotated[
@@ -72,7 +77,7 @@ def list_streams(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> StreamList:
     """Streams whose name starts with `prefix` (the console's search box), with versions and times."""
-    found = state.store.list_streams(prefix=prefix, limit=limit)
+    found = await state.aio.list_streams(prefix=prefix, limit=limit)
     return StreamList(
         streams=[
             StreamSummary(
@@ -90,7 +95,7 @@ def list_streams(
 
 
 @router.get("/streams/{stream:path}/events", response_model=StreamPage, summary="Read a stream")
-def read_stream(
+async def read_stream(
     stream: str,
     state: StateDep,
     key: ReadKey,
@@ -108,7 +113,7 @@ def read_stream(
     The `ETag` header carries the stream's current version: send it back as `If-Match` to append.
     """
     check_stream_access(key, stream)
-    events = state.store.read_stream(
+    events = await state.aio.read_stream(
         stream,
         from_version=from_version,
         to_version=to_version,
@@ -117,7 +122,7 @@ def read_stream(
         recorded_until=aware(as_of),
         occurred_until=aware(occurred_as_of),
     )
-    version = state.store.stream_version(stream)
+    version = await state.aio.stream_version(stream)
     state.metrics.reads.inc("stream")
     state.metrics.read_events.inc("stream", amount=len(events))
     body = {
@@ -129,7 +134,7 @@ def read_stream(
 
 
 @router.post("/streams/{stream:path}/events", response_model=AppendOut, summary="Append to a stream")
-def append(
+async def append(
     stream: str,
     body: AppendIn,
     state: StateDep,
@@ -150,13 +155,13 @@ def append(
         raise Problem(400, "Invalid input", "the body's expected_version and the If-Match header disagree")
     expected = from_body if from_body is not None else from_header if from_header is not None else ANY
     events = [event.to_new_event() for event in body.events]
-    result = state.store.append(stream, events, expected)
+    result = await state.aio.append(stream, events, expected)
     response.headers["ETag"] = f'"{result.stream_version}"'
     return _out(result)
 
 
 @router.post("/append", response_model=MultiAppendOut, summary="Append to several streams atomically")
-def append_many(body: MultiAppendIn, state: StateDep, key: AppendKey) -> MultiAppendOut:
+async def append_many(body: MultiAppendIn, state: StateDep, key: AppendKey) -> MultiAppendOut:
     """Every stream's batch commits, or none does; each stream has its own expected version."""
     requests = []
     for item in body.appends:
@@ -169,7 +174,7 @@ def append_many(body: MultiAppendIn, state: StateDep, key: AppendKey) -> MultiAp
                 ANY if expected is None else expected,
             )
         )
-    results = state.store.append_many(requests)
+    results = await state.aio.append_many(requests)
     return MultiAppendOut(results=[_out(result) for result in results])
 
 
