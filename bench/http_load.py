@@ -402,7 +402,11 @@ def table(title: str, results: list[PhaseResult]) -> Table:
     for column in (*columns, "server CPU %", "generator CPU %"):
         shown.add_column(column, justify="left" if column == "operation" else "right")
     for r in results:
-        rate = f"{r.requests_per_second:.0f}" if r.operation != "sse" else f"{r.extra.get('rate_per_second')}/s in"
+        rate = (
+            f"{r.requests_per_second:.0f}"
+            if r.operation != "sse"
+            else f"{r.extra.get('rate_per_second')}/s in"
+        )
         shown.add_row(
             r.operation,
             str(r.clients),
@@ -480,7 +484,9 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(one_run(args, levels, number))
         console.print(table(f"run {number + 1} of {args.repeat}", runs[-1]))
     summary = medians(runs)
-    console.print(table(f"chronik HTTP load, median of {args.repeat} (loopback, one uvicorn process)", summary))
+    console.print(
+        table(f"chronik HTTP load, median of {args.repeat} (loopback, one uvicorn process)", summary)
+    )
     report = {
         "benchmark": "http_load",
         "label": args.label,

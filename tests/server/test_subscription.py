@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -89,3 +90,38 @@ def test_a_stopped_subscription_at_max_events_resumes_exactly(http: httpx.Client
     )
     seen = [data["type"] for name, _, data in first + second if name == "message"]
     assert seen == ["A", "B", "C", "D"]
+
+
+def test_many_live_subscribers_take_no_thread_each(live: LiveServer) -> None:
+    """120 live subscribers, three times the 40 threads FastAPI lends to blocking calls: one
+    append reaches every one of them within a second and a half, because they all wait on the
+    asyncio store's one shared head watcher (while each held a thread in `wait_for_events`,
+    they were served 40 at a time, a second a round)."""
+    subscribers = 120
+
+    async def follow(client: httpx.AsyncClient, ready: asyncio.Semaphore) -> float:
+        params = {"from_position": 1, "max_events": 1, "timeout": 20}
+        async with client.stream("GET", "/api/log/subscribe", params=params) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: caught_up"):
+                    ready.release()
+                elif line.startswith("id: "):
+                    return time.monotonic()
+        return float("inf")
+
+    async def run() -> list[float]:
+        ready = asyncio.Semaphore(0)
+        limits = httpx.Limits(max_connections=subscribers + 10)
+        async with httpx.AsyncClient(base_url=live.url, limits=limits, timeout=30) as client:
+            tasks = [asyncio.create_task(follow(client, ready)) for _ in range(subscribers)]
+            for _ in range(subscribers):
+                await asyncio.wait_for(ready.acquire(), 20)
+            await asyncio.sleep(1.2)  # every subscriber is now waiting for the next event
+            appended = time.monotonic()
+            answer = await client.post("/api/streams/s-1/events", json={"events": [event("Live")]})
+            assert answer.status_code == 200
+            return [arrived - appended for arrived in await asyncio.gather(*tasks)]
+
+    delays = asyncio.run(run())
+    assert len(delays) == subscribers
+    assert max(delays) < 1.5, sorted(delays)[-5:]
