@@ -25,6 +25,7 @@ from chronik.aio import ThreadedStore
 from chronik.groups import GroupHandler
 from chronik.server.context import AppPage, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
+from chronik.server.live import LiveLog
 from chronik.server.metrics import ServerMetrics
 from chronik.server.middleware import BodyLimit, MetricsAndHeaders
 from chronik.server.problems import declare_json_body_problems, install_problem_handlers
@@ -95,10 +96,13 @@ def create_app(
         # same synchronous store: its append hooks (inline projections) and observers (the
         # metrics) run for these appends too, which a native asyncio store would not do.
         state.aio_store = ThreadedStore(store, max_threads=AIO_THREADS, close_sync=False)
+        state.live = LiveLog(state.aio_store)
+        await state.live.start()
         try:
             yield
         finally:
             state.stopping.set()
+            await state.live.stop()
             for stop in reversed(state.background):
                 try:
                     stop()

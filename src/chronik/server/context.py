@@ -32,6 +32,7 @@ from chronik.store import EventStore
 
 if TYPE_CHECKING:
     from chronik.aio import AsyncEventStore
+    from chronik.server.live import LiveLog
 
 ANONYMOUS: Final = ApiKey(
     key_id="",
@@ -73,6 +74,7 @@ class ServerState:
     # app's lifespan on the server's event loop (`ThreadedStore` around `store`, so that append
     # hooks and observers, the metrics among them, see every append), closed at shutdown.
     aio_store: AsyncEventStore | None = None
+    live: LiveLog | None = None  # the newest events, read once for every live subscriber
     _keys_checked: float = 0.0
     _keys_present: bool = False
 

@@ -3,12 +3,12 @@
 Every route here is a coroutine on the server's asyncio store (`state.aio`): no thread per
 request, none per subscriber. The subscription is catch-up then live over one connection: it
 pages through the log from `from_position`, sends a `caught_up` event, then waits for new events
-with the asyncio store's `wait_for_events`, whose waiters all share one watcher of the head (a
-thousand subscribers cost one look per change, and an append through this server wakes them at
-once). Each event's SSE `id` is
-its global position, so a browser's `EventSource` reconnects with `Last-Event-ID` and resumes
-right after the last event it got. Every subscription is bounded (`max_events`, `timeout`), so a
-test, a script or a forgotten tab always ends.
+in the server's live window (`server/live.py`): one task reads and encodes each new event
+once for every subscriber, woken by the asyncio store's head watcher (an append through this
+server wakes it at once). A subscriber behind the window catches up from the store itself.
+Each event's SSE `id` is its global position, so a browser's `EventSource` reconnects with
+`Last-Event-ID` and resumes right after the last event it got. Every subscription is bounded
+(`max_events`, `timeout`), so a test, a script or a forgotten tab always ends.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from chronik.events.envelope import RecordedEvent
 from chronik.server.context import ReadKey, ServerState, StateDep
 from chronik.server.keys import ApiKey
+from chronik.server.live import sse_text
 from chronik.server.models import MAX_INT, MAX_PAGE, LogPage, json_response
 from chronik.server.problems import Problem
 
@@ -71,8 +72,13 @@ async def correlated(correlation_id: str, state: StateDep, key: ReadKey) -> dict
     return {"head_position": head, "events": [e.to_dict() for e in events], "next_from_position": head + 1}
 
 
-def _sse(event: RecordedEvent) -> str:
-    return f"id: {event.global_position}\ndata: {json.dumps(event.to_dict(), separators=(',', ':'))}\n\n"
+def _wanted(event: RecordedEvent, categories: list[str] | None, types: list[str] | None, key: ApiKey) -> bool:
+    """The subscription's filters, as `read_all` applies them, and the key's stream prefixes."""
+    return (
+        (not categories or event.category in categories)
+        and (not types or event.type in types)
+        and key.allows_stream(event.stream)
+    )
 
 
 async def _stream(
@@ -98,22 +104,45 @@ async def _stream(
     try:
         yield f"retry: 1000\n: subscribed from position {start}\n\n"
         while sent < max_events and time.monotonic() < deadline and not state.stopping.is_set():
-            head = await store.head_position()
-            if position <= head:
-                page = await store.read_all(
-                    position, to_position=head, categories=categories, event_types=types, limit=PAGE
-                )
-                scanned_to = page[-1].global_position if len(page) >= PAGE else head
-                for event in _visible(page, key):
-                    if sent >= max_events:
-                        scanned_to = event.global_position - 1  # resume at the first event not sent
-                        break
-                    yield _sse(event)
-                    sent += 1
-                    metrics.subscription_events.inc()
-                position = scanned_to + 1
-                state.subscription_positions[number] = position - 1
-                continue
+            live = state.live
+            wait: Callable[[int, float], Awaitable[bool]]
+            if live is not None and live.covers(position):
+                # In the live window: the server's one reader has read (and encoded) these already.
+                head = live.scanned
+                if position <= head:
+                    scanned_to = head
+                    for event, text in live.since(position):  # a snapshot: nothing past `head`
+                        if not _wanted(event, categories, types, key):
+                            continue
+                        if sent >= max_events:
+                            scanned_to = event.global_position - 1  # resume at the first event not sent
+                            break
+                        yield text
+                        sent += 1
+                        metrics.subscription_events.inc()
+                    position = scanned_to + 1
+                    state.subscription_positions[number] = position - 1
+                    continue
+                head = max(head, position - 1)  # the store's head, read while catching up, may be ahead
+                wait = live.wait
+            else:
+                head = await store.head_position()
+                if position <= head:
+                    page = await store.read_all(
+                        position, to_position=head, categories=categories, event_types=types, limit=PAGE
+                    )
+                    scanned_to = page[-1].global_position if len(page) >= PAGE else head
+                    for event in _visible(page, key):
+                        if sent >= max_events:
+                            scanned_to = event.global_position - 1  # resume at the first event not sent
+                            break
+                        yield sse_text(event)
+                        sent += 1
+                        metrics.subscription_events.inc()
+                    position = scanned_to + 1
+                    state.subscription_positions[number] = position - 1
+                    continue
+                wait = store.wait_for_events
             state.subscription_positions[number] = head
             if not caught_up:
                 caught_up = True
@@ -125,7 +154,7 @@ async def _stream(
                 next_heartbeat = time.monotonic() + heartbeat
             # At most a second at a time: `stopping` and the client's disconnect are looked at.
             now = time.monotonic()
-            await store.wait_for_events(head, max(0.0, min(1.0, deadline - now, next_heartbeat - now)))
+            await wait(head, max(0.0, min(1.0, deadline - now, next_heartbeat - now)))
         reason = "max_events" if sent >= max_events else "stopping" if state.stopping.is_set() else "timeout"
         end = {"reason": reason, "sent": sent, "next_position": position}
         yield f"event: end\ndata: {json.dumps(end)}\n\n"
