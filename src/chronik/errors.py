@@ -40,6 +40,21 @@ class InvalidExpectedVersion(InvalidInput):
         )
 
 
+class TimeOutOfRange(InvalidInput):
+    """A time on a date chronik does not take (see `chronik.events.envelope.check_time`)."""
+
+    def __init__(self, field: str, value: object, earliest: str, latest: str) -> None:
+        self.field = field
+        self.value = value
+        self.earliest = earliest
+        self.latest = latest
+        shown = value.isoformat() if hasattr(value, "isoformat") else repr(value)
+        super().__init__(
+            f"{field} {shown} is out of range: times must fall on a date from {earliest} to {latest} "
+            "(as written, in any UTC offset)"
+        )
+
+
 class EventDataNotSerializable(InvalidInput):
     """Data or metadata that cannot be stored as a JSON object, without loss."""
 

@@ -109,7 +109,8 @@ def test_domain_refusals_and_bad_input_are_problems(http: httpx.Client) -> None:
     assert http.get("/api/bank/accounts/nobody/months").status_code == 404
     assert http.get("/api/bank/transfers/nothing").status_code == 404
     both = http.get(
-        "/api/bank/accounts/dan", params={"occurred_at": "2024-01-01", "recorded_at": "2024-01-01"}
+        "/api/bank/accounts/dan",
+        params={"occurred_at": "2024-01-01T00:00:00Z", "recorded_at": "2024-01-01T00:00:00Z"},
     )
     assert both.status_code == 400 and both.headers["content-type"] == PROBLEM
     assert http.get("/api/bank/accounts/bad id").status_code == 422
@@ -129,7 +130,7 @@ def test_balance_and_statement_by_business_and_recorded_time(http: httpx.Client)
     knew = http.get("/api/bank/accounts/erin", params={"recorded_at": known_before_late_entry.isoformat()})
     assert knew.json()["balance_cents"] == 12_000 and knew.json()["basis"] == "recorded time"
     assert http.get("/api/bank/accounts/erin").json()["balance_cents"] == 12_500
-    before_opening = http.get("/api/bank/accounts/erin", params={"occurred_at": "2019-01-01"})
+    before_opening = http.get("/api/bank/accounts/erin", params={"occurred_at": "2019-01-01T00:00:00Z"})
     assert before_opening.status_code == 404
 
     year = {"start": "2022-01-01T00:00:00Z", "end": "2022-12-31T23:59:59Z"}

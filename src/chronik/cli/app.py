@@ -8,7 +8,7 @@ is a one-line message on stderr, never a traceback.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -28,12 +28,12 @@ from chronik.cli.projections import (
     verify_command,
 )
 from chronik.cli.serve import keys_app, serve
-from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors
+from chronik.cli.stores import CommandFailed, StoreOption, opened_store, reported_errors, usage_error
 from chronik.cli.tables import history_table, print_events, stdout_console
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
-from chronik.errors import InvalidExpectedVersion
-from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
+from chronik.errors import InvalidExpectedVersion, InvalidInput
+from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version, parse_time
 
 app = typer.Typer(
     name="chronik",
@@ -67,16 +67,16 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def parse_moment(text: str | None, option: str) -> datetime | None:
-    """An ISO 8601 time; without a zone it is taken as UTC (the store's own zone)."""
+    """An ISO 8601 time on a date chronik takes (`envelope.parse_time`; no zone: UTC).
+
+    A time that is not one, or out of range, is a wrong command line: one line, exit code 2.
+    """
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)", param_hint=option
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_time(text, option)
+    except InvalidInput as error:
+        usage_error(str(error))
 
 
 def compact(value: Any) -> str:

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Final, NoReturn
 
 import typer
@@ -40,7 +40,8 @@ from chronik.audit import trace as trace_operation
 from chronik.audit import verify as verify_log
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.cli.stores import missing_sqlite_file
-from chronik.errors import ChronikError
+from chronik.errors import ChronikError, InvalidInput
+from chronik.events.envelope import parse_time
 from chronik.projections import (
     Projection,
     ProjectionHandlerFailed,
@@ -224,10 +225,13 @@ def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
     if cleaned.isdigit():
         return int(cleaned), None
     try:
-        moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+        datetime.fromisoformat(cleaned)
     except ValueError:
         _fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)")
-    return None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return None, parse_time(cleaned, "--as-of")
+    except InvalidInput as error:  # a time, but on a date chronik does not take
+        _fail(str(error))
 
 
 # -- projections rebuild | status ---------------------------------------------------------------

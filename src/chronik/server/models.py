@@ -6,15 +6,26 @@ out-of-range number must be a 422, not a crash), lists and pages are capped.
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 
-from chronik.events.envelope import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent
+from chronik.events.envelope import (
+    ANY,
+    EARLIEST_DATE,
+    LATEST_DATE,
+    NO_STREAM,
+    STREAM_EXISTS,
+    TIME_PATTERN,
+    ExpectedVersion,
+    NewEvent,
+    check_time,
+)
 
 MAX_INT: Final = 2**62
 MAX_PAGE: Final = 1000
@@ -23,6 +34,43 @@ MAX_BATCH: Final = 1000
 # An example's entity id in a URL or a body (a cart, an account, a video): it becomes part of a stream
 # name, so it is short and plain.
 EntityId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+# RFC 3339's date-time (`T` or `t`, `Z` or `z`), and also without an offset (then UTC). Nothing else
+# (pydantic's own datetime also takes Unix timestamps and dates alone): the schema says date-time.
+_DATE_TIME: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _time_in(value: object, info: ValidationInfo) -> datetime:
+    """A time from a request: RFC 3339 text on a date `check_time` takes, made timezone-aware."""
+    field = info.field_name or "time"
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and _DATE_TIME.fullmatch(value):
+        try:
+            moment = datetime.fromisoformat(value.upper())
+        except ValueError as error:
+            raise ValueError(f"{field} {value!r} is not a valid time: {error}") from None
+    else:
+        raise ValueError(f"{field} must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+    return check_time(moment, field)
+
+
+Time = Annotated[
+    datetime,
+    PlainValidator(_time_in),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIME_PATTERN,
+            "description": f"RFC 3339 (without an offset: UTC), on a date from {EARLIEST_DATE} to "
+            f"{LATEST_DATE}: the calendar's first and last day are refused, so any offset converts to UTC",
+        }
+    ),
+]
+"""A time in a request body or parameter: the one way the API reads times (see `check_time`)."""
 
 ExpectedVersionIn = Annotated[int, Field(ge=0, le=MAX_INT)] | Literal["any", "no_stream", "stream_exists"]
 
@@ -37,19 +85,16 @@ class EventIn(BaseModel):
         default=None, description="Give one to make a retried append idempotent."
     )
     schema_version: int = Field(default=1, ge=1, le=1_000_000)
-    occurred_at: datetime | None = Field(default=None, description="Business time; default: when recorded.")
+    occurred_at: Time | None = Field(default=None, description="Business time; default: when recorded.")
 
     def to_new_event(self) -> NewEvent:
-        occurred = self.occurred_at
-        if occurred is not None and occurred.tzinfo is None:
-            occurred = occurred.replace(tzinfo=UTC)
         return NewEvent(
             type=self.type,
             data=self.data,
             metadata=self.metadata,
             event_id=self.event_id,
             schema_version=self.schema_version,
-            occurred_at=occurred,
+            occurred_at=self.occurred_at,
         )
 
 
@@ -149,10 +194,3 @@ def expected_from(value: ExpectedVersionIn | None) -> ExpectedVersion | None:
     if isinstance(value, int):
         return value
     return {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}[value]
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC (the store's own zone)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -18,7 +18,6 @@ request, whether or not a projection runner is running).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -29,7 +28,7 @@ from chronik.errors import AggregateNotFound
 from chronik.examples.bank import AccountBalances, Bank, CommandIdReused, CommandResult, Transfer, queries
 from chronik.projections import Projection, catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
-from chronik.server.models import EntityId
+from chronik.server.models import EntityId, Time
 from chronik.server.problems import Problem
 from chronik.server.routes.projections import projection_for
 
@@ -45,13 +44,6 @@ Cents = Annotated[int, Field(ge=1, le=10**12)]
 Text = Annotated[str, Field(max_length=200)]
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC, as everywhere in the API."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 class OpenAccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,7 +51,7 @@ class OpenAccountIn(BaseModel):
     owner: Text = Field(min_length=1)
     command_id: CommandId
     overdraft_limit_cents: int = Field(default=0, ge=0, le=10**12)
-    occurred_at: datetime | None = None
+    occurred_at: Time | None = None
 
 
 class MoneyIn(BaseModel):
@@ -68,7 +60,7 @@ class MoneyIn(BaseModel):
     amount_cents: Cents
     command_id: CommandId
     description: Text = ""
-    occurred_at: datetime | None = Field(
+    occurred_at: Time | None = Field(
         default=None, description="business time, to back-date an entry (default: when it is recorded)"
     )
 
@@ -156,7 +148,7 @@ def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[s
             body.owner,
             command_id=body.command_id,
             overdraft_limit_cents=body.overdraft_limit_cents,
-            occurred_at=_utc(body.occurred_at),
+            occurred_at=body.occurred_at,
         )
     )
     return {**result, "account": _balance(state, body.account_id)}
@@ -168,20 +160,16 @@ def account_balance(
     state: StateDep,
     key: ReadKey,
     occurred_at: Annotated[
-        datetime | None, Query(description="business time: what was true in the world then")
+        Time | None, Query(description="business time: what was true in the world then")
     ] = None,
-    recorded_at: Annotated[
-        datetime | None, Query(description="recorded time: what the bank knew then")
-    ] = None,
+    recorded_at: Annotated[Time | None, Query(description="recorded time: what the bank knew then")] = None,
 ) -> dict[str, Any]:
     """Replays the account's events up to the moment.
 
     404 if it did not exist (yet) then; 400 if both kinds of time are given.
     """
     check_stream_access(key, f"account-{account_id}")
-    balance = queries.balance_as_of(
-        state.store, account_id, occurred_at=_utc(occurred_at), recorded_at=_utc(recorded_at)
-    )
+    balance = queries.balance_as_of(state.store, account_id, occurred_at=occurred_at, recorded_at=recorded_at)
     out: dict[str, Any] = msgspec.to_builtins(balance)
     return out
 
@@ -209,7 +197,7 @@ def _move_money(
             body.amount_cents,
             command_id=body.command_id,
             description=body.description,
-            occurred_at=_utc(body.occurred_at),
+            occurred_at=body.occurred_at,
         )
     )
     return {**result, "account": _balance(state, account_id)}
@@ -220,17 +208,15 @@ def account_statement(
     account_id: EntityId,
     state: StateDep,
     key: ReadKey,
-    start: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
-    end: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
+    start: Annotated[Time | None, Query(description="business time, inclusive")] = None,
+    end: Annotated[Time | None, Query(description="business time, inclusive")] = None,
     known_at: Annotated[
-        datetime | None, Query(description="recorded time: the statement as it would have been printed then")
+        Time | None, Query(description="recorded time: the statement as it would have been printed then")
     ] = None,
 ) -> dict[str, Any]:
     """Lines in business-time order, each with the running balance (the console's chart draws them)."""
     check_stream_access(key, f"account-{account_id}")
-    found = queries.statement(
-        state.store, account_id, start=_utc(start), end=_utc(end), known_at=_utc(known_at)
-    )
+    found = queries.statement(state.store, account_id, start=start, end=end, known_at=known_at)
     out: dict[str, Any] = msgspec.to_builtins(found)
     return out
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response
@@ -24,7 +23,7 @@ from chronik.server.models import (
     StreamList,
     StreamPage,
     StreamSummary,
-    aware,
+    Time,
     expected_from,
     json_response,
 )
@@ -118,10 +117,8 @@ def read_stream(
     to_version: Version = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     backwards: bool = False,
-    as_of: Annotated[
-        datetime | None, Query(description="What the store knew at this time (recorded).")
-    ] = None,
-    occurred_as_of: Annotated[datetime | None, Query(description="Events that occurred by then.")] = None,
+    as_of: Annotated[Time | None, Query(description="What the store knew at this time (recorded).")] = None,
+    occurred_as_of: Annotated[Time | None, Query(description="Events that occurred by then.")] = None,
 ) -> Response:
     """A stream's events in version order (or newest first), optionally as of a past moment.
 
@@ -134,8 +131,8 @@ def read_stream(
         to_version=to_version,
         backwards=backwards,
         limit=limit,
-        recorded_until=aware(as_of),
-        occurred_until=aware(occurred_as_of),
+        recorded_until=as_of,
+        occurred_until=occurred_as_of,
     )
     version = state.store.stream_version(stream)
     state.metrics.reads.inc("stream")
@@ -200,15 +197,15 @@ def stream_state(
     state: StateDep,
     key: ReadKey,
     version: Version = None,
-    as_of: Annotated[datetime | None, Query(description="What the store knew at this time.")] = None,
-    occurred_as_of: Annotated[datetime | None, Query(description="Business time.")] = None,
+    as_of: Annotated[Time | None, Query(description="What the store knew at this time.")] = None,
+    occurred_as_of: Annotated[Time | None, Query(description="Business time.")] = None,
 ) -> StateOut:
     """The stream's aggregate (found by its category), now or as of a version, a recorded or business time."""
     check_stream_access(key, stream)
     if sum(value is not None for value in (version, as_of, occurred_as_of)) > 1:
         raise Problem(400, "Invalid input", "choose one of version, as_of, occurred_as_of")
     aggregate, hydrated = aggregates.hydrate_stream(
-        state.store, stream, version=version, recorded_at=aware(as_of), occurred_at=aware(occurred_as_of)
+        state.store, stream, version=version, recorded_at=as_of, occurred_at=occurred_as_of
     )
     state.metrics.reads.inc("state")
     return StateOut(
