@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +15,7 @@ from typer.testing import CliRunner
 from chronik.cli.app import app as cli
 from chronik.cli.serve import is_loopback
 from chronik.server.keys import SQLiteKeyRing, keyring_for, split_token
-from tests.server.conftest import LiveServer, ServerFactory, event
+from tests.server.conftest import LiveServer, ServerFactory, chronik_serve, event, wait_for
 
 
 def make_key(live: LiveServer, *scopes: str, prefixes: tuple[str, ...] = ()) -> str:
@@ -173,3 +176,50 @@ def test_a_prefix_limited_subscription_sees_only_its_streams(live: LiveServer) -
         text = http.get("/api/log/subscribe", params={"timeout": 1, "max_events": 10}).text
     assert '"stream":"cart-1"' in text and '"stream":"cart-2"' in text
     assert "product-1" not in text
+
+
+def cli_line(*args: str) -> str:
+    """Run the real `chronik` and return its stdout (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chronik", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def anonymous_answers(url: str) -> tuple[int, int, int]:
+    """The statuses of a read, an append and an admin request sent without a key."""
+    with httpx.Client(base_url=url, timeout=10) as anonymous:
+        return (
+            anonymous.get("/api/streams").status_code,
+            anonymous.post("/api/streams/open-1/events", json={"events": [event()]}).status_code,
+            anonymous.post("/api/projections/carts_by_status/rebuild").status_code,
+        )
+
+
+@pytest.mark.slow
+def test_revoking_the_last_key_keeps_a_running_server_closed_until_access_is_opened(tmp_path: Path) -> None:
+    """Before the fix, two seconds after the revocation anonymous requests could read, append and rebuild."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    token = cli_line("keys", "create", "admin", "--scope", "admin", "--store", url).splitlines()[-1]
+    with chronik_serve(url) as served:
+        assert anonymous_answers(served.url) == (401, 401, 401)
+        cli_line("keys", "revoke", token.split("_")[1], "--store", url)
+        time.sleep(2.2)  # a running server re-reads the keys at most once a second
+        assert anonymous_answers(served.url) == (401, 401, 401)
+        assert httpx.get(f"{served.url}/api/info").json()["keys_required"] is True
+        assert "keys required" in cli_line("keys", "list", "--store", url)
+        opened = cli_line("keys", "open-access", "--store", url)
+        assert opened.startswith("access is open")
+        wait_for(lambda: anonymous_answers(served.url)[0] == 200, timeout=5)
+        assert anonymous_answers(served.url)[1] == 200
+    assert served.process.returncode in (0, 130), served.errors
+
+
+def test_opening_access_is_refused_while_a_key_is_active(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    runner = CliRunner()
+    token = runner.invoke(cli, ["keys", "create", "ci", "--scope", "read", "--store", url]).stdout.split()[-1]
+    refused = runner.invoke(cli, ["keys", "open-access", "--store", url])
+    assert refused.exit_code == 1
+    assert f"1 key(s) are active ({token.split('_')[1]}): revoke them first" in refused.output

@@ -42,7 +42,8 @@ Events), hydrate any registered aggregate as of a version or a time, watch proje
 consumer groups.
 
 **Auth.** Send an API key as `Authorization: Bearer chronik_<id>_<secret>` (or `X-API-Key`).
-On a loopback address with no key created, requests are allowed without one.
+On a loopback address where no key was ever created, requests are allowed without one;
+revoking every key keeps keys required (`chronik keys open-access` opens the server again).
 
 **Errors** are `application/problem+json`: 409 for a version conflict (with `expected` and
 `actual`), 400/422 for bad input, 404, 413 for an event or a request over the size limit,
@@ -61,7 +62,7 @@ def create_app(
     console: bool = True,
     blobs_dir: Path | None = None,
 ) -> FastAPI:
-    """Build the app. `allow_anonymous` (loopback only) lets requests without a key in while no key exists.
+    """Build the app. `allow_anonymous` (loopback only) admits requests without a key until keys are required.
 
     `blobs_dir` is where uploaded videos and their outputs live; by default beside a SQLite file
     (`app.db` -> `app-blobs/`), else `./chronik-blobs` (see `default_blobs_dir`).

@@ -61,17 +61,20 @@ class ServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     _keys_checked: float = 0.0
-    _keys_present: bool = False
+    _keys_required: bool = False
 
-    def keys_present(self) -> bool:
-        """Whether any active key exists, re-read at most once a second (keys change from the CLI)."""
+    def keys_required(self) -> bool:
+        """Whether requests need a key (`KeyRing.requires_keys`: revoking every key keeps them
+        required), re-read at most once a second (keys change from the CLI)."""
+        if not self.allow_anonymous:
+            return True
         if self.keyring is None:
             return False
         now = time.monotonic()
         if now - self._keys_checked > 1.0:
-            self._keys_present = self.keyring.has_active_keys()
+            self._keys_required = self.keyring.requires_keys()
             self._keys_checked = now
-        return self._keys_present
+        return self._keys_required
 
     def forget_key_cache(self) -> None:
         self._keys_checked = 0.0
@@ -99,7 +102,7 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     token = presented_token(request)
     challenge = {"WWW-Authenticate": 'Bearer realm="chronik"'}
     if token is None:
-        if state.allow_anonymous and not state.keys_present():
+        if not state.keys_required():
             return ANONYMOUS
         detail = (
             "this server requires an API key: send 'Authorization: Bearer <key>' "

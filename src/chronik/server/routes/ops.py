@@ -57,7 +57,7 @@ def info(request: Request, state: StateDep) -> dict[str, Any]:
 
     Open to all: the console reads it before it knows a key.
     """
-    keys_required = state.keys_present() or not state.allow_anonymous
+    keys_required = state.keys_required()
     who: dict[str, Any] | None = None
     try:
         key = authenticate(request, state)
