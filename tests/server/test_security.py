@@ -223,3 +223,15 @@ def test_opening_access_is_refused_while_a_key_is_active(tmp_path: Path) -> None
     refused = runner.invoke(cli, ["keys", "open-access", "--store", url])
     assert refused.exit_code == 1
     assert f"1 key(s) are active ({token.split('_')[1]}): revoke them first" in refused.output
+
+
+def test_the_openapi_schema_needs_a_read_key_once_keys_are_required(live: LiveServer) -> None:
+    with live.client() as anonymous:
+        assert "/api/streams" in anonymous.get("/api/openapi.json").json()["paths"]  # open loopback server
+        writer = make_key(live, "append")
+        refused = anonymous.get("/api/openapi.json")
+        assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+    with live.client(writer) as http:
+        assert http.get("/api/openapi.json").status_code == 403  # append does not imply read
+    with live.client(make_key(live, "read")) as http:
+        assert "/api/streams" in http.get("/api/openapi.json").json()["paths"]

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from chronik.groups import GroupHandler
-from chronik.server.context import AppPage, ServerState
+from chronik.server.context import AppPage, ReadKey, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
 from chronik.server.metrics import ServerMetrics
 from chronik.server.middleware import BodyLimit, MetricsAndHeaders
@@ -100,9 +100,16 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads from a CDN; the console's "API reference" page reads the schema
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind the read scope
     )
     app.state.chronik = state
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_document(key: ReadKey) -> JSONResponse:
+        """The schema needs what every read needs: it maps every operation and every application the
+        server runs, which a server that requires keys shows to its key holders only."""
+        return JSONResponse(app.openapi())
+
     install_problem_handlers(app)
     install_collectors(state)
     for router in (ops.router, streams.router, log.router, projections.router, groups.router):
