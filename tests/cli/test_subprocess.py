@@ -125,3 +125,41 @@ def test_the_first_and_last_times_taken_work_from_the_cli(tmp_path: Path) -> Non
     assert json.loads(shown.stdout)["state"]["items"] == {"tea": 1}
     read = json.loads(run_chronik("read", "cart-x", "--json", cwd=tmp_path).stdout)
     assert read["occurred_at"] == "0001-01-01T10:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("read", "nope"), "stream 'nope' not found"),
+        (("history", "nope"), "stream 'nope' not found"),
+        (("state", "cart-nope"), "aggregate stream 'cart-nope' has no events"),
+        (("state", "nope"), "no aggregate type is registered for category 'nope'"),
+        (("trace", "nope"), "no event carries correlation id 'nope'"),
+        (("projections", "rebuild", "nope"), "no projection named 'nope'"),
+        (("projections", "run", "nope", "--once"), "no projection named 'nope'"),
+        (("projections", "drop-scratch", "nope"), "no projection named 'nope'"),
+        (("projections", "drop-scratch", "carts_by_status", "nolabel"), "has no scratch set 'nolabel'"),
+        (("reconcile", "nope"), "no projection named 'nope'"),
+        (("groups", "status", "nope"), "consumer group 'nope' not found"),
+        (("groups", "parked", "nope"), "consumer group 'nope' not found"),
+        (
+            ("groups", "replay-parked", "nope", "--handler", "chronik.server.demo:seed_cart"),
+            "group 'nope' not found",
+        ),
+        (("groups", "discard-parked", "nope", "1", "2"), "consumer group 'nope' not found"),
+        (("video", "retry", "nope"), "no video 'nope'"),
+        (("keys", "revoke", "000000000000"), "no active key '000000000000'"),
+    ],
+)
+def test_whatever_a_command_looks_up_not_found_is_exit_1_and_one_line_naming_it(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """One convention (docs/CLI.md): `groups discard-parked nope` exited 0, `projections rebuild nope` 2."""
+    assert (
+        run_chronik("append", "cart-1", "ItemAdded", '{"sku": "tea", "quantity": 1}', cwd=tmp_path).returncode
+        == 0
+    )
+    done = run_chronik(*args, cwd=tmp_path)
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line

@@ -1,8 +1,9 @@
 """The `chronik` command: append, read, audit and hydrate streams from a shell, and run the demos.
 
-Exit codes: 0 done; 1 the request was understood but refused or failed (bad JSON, unknown stream,
-a concurrent write); 2 the command line itself is wrong (typer's usage errors). A user's mistake
-is a one-line message on stderr, never a traceback.
+Exit codes (docs/CLI.md, for every command): 0 done; 1 the request was understood but refused or
+failed, or what it names was not found (bad JSON, unknown stream, group or projection, a
+concurrent write); 2 the command line itself is wrong (typer's usage errors, a time that is not
+one). A user's mistake is a one-line message on stderr, never a traceback.
 """
 
 from __future__ import annotations

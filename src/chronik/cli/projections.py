@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Final, NoReturn
+from typing import Annotated, Final
 
 import typer
 from rich.console import Console
@@ -39,12 +39,11 @@ from chronik.audit import seal as seal_log
 from chronik.audit import trace as trace_operation
 from chronik.audit import verify as verify_log
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
-from chronik.cli.stores import missing_sqlite_file
+from chronik.cli.stores import fail, missing_sqlite_file
 from chronik.errors import ChronikError, InvalidInput
 from chronik.events.envelope import parse_time
 from chronik.projections import (
     Projection,
-    ProjectionHandlerFailed,
     ProjectionNotBuilt,
     ProjectionRunner,
     build_as_of,
@@ -92,31 +91,20 @@ def _out() -> Console:
     return Console(soft_wrap=True, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and the exit code: like `diff`, 1 is the answer "no" (rows differ, the log
-    was altered) and 2 that the command could not run, so a cron job can tell the two apart. The
-    message is escaped (a database's message may hold `[...]`, which rich would take for markup)
-    and never wrapped (scripts read the line whole)."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def _store(url: str | None) -> Iterator[EventStore]:
     """Open the store, refusing to create an empty SQLite file for a mistyped path."""
     url = url or default_store_url()
     if (path := missing_sqlite_file(url)) is not None:
-        _fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
+        fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
     try:
         store = open_store(url)
     except ChronikError as error:
-        _fail(str(error))
+        fail(str(error))
     try:
         yield store
-    except ProjectionHandlerFailed as error:  # the data or a handler: the answer is "no", not a usage error
-        _fail(str(error), code=1)
-    except ChronikError as error:
-        _fail(str(error))
+    except ChronikError as error:  # refused, not found, or a handler failed on the data
+        fail(str(error))
     finally:
         store.close()
 
@@ -130,9 +118,9 @@ def _load_modules(modules: list[str] | None) -> None:
         except ImportError as error:
             if name in BUILTIN_MODULES:
                 continue  # the example is optional
-            _fail(f"cannot import projection module {name!r}: {error}")
+            fail(f"cannot import projection module {name!r}: {error}", code=2)
         except Exception as error:  # the module itself fails (a bad declaration, a bug at import)
-            _fail(f"cannot import projection module {name!r}: {describe_cause(error)}")
+            fail(f"cannot import projection module {name!r}: {describe_cause(error)}", code=2)
 
 
 def _projection(store: EventStore, name: str, modules: list[str] | None) -> Projection:
@@ -140,7 +128,7 @@ def _projection(store: EventStore, name: str, modules: list[str] | None) -> Proj
     try:
         return projection_named(name)(store)
     except ChronikError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _run_rate(task: Task) -> float | None:
@@ -227,11 +215,11 @@ def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
     try:
         datetime.fromisoformat(cleaned)
     except ValueError:
-        _fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)")
+        fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)", code=2)
     try:
         return None, parse_time(cleaned, "--as-of")
     except InvalidInput as error:  # a time, but on a date chronik does not take
-        _fail(str(error))
+        fail(str(error), code=2)
 
 
 # -- projections rebuild | status ---------------------------------------------------------------
@@ -362,10 +350,10 @@ def run_command(
     with _store(store_url) as store:
         _load_modules(modules)
         if names and run_all:
-            _fail("pass projection names or --all, not both")
+            fail("pass projection names or --all, not both", code=2)
         if not names and not run_all:
             known = ", ".join(registered_projections()) or "none are registered"
-            _fail(f"name the projections to run (registered: {known}), or pass --all to run every one")
+            fail(f"name the projections to run (registered: {known}), or pass --all to run every one", code=2)
         chosen = names or list(registered_projections())
         projections = [_projection(store, name, modules) for name in chosen]
         runner = ProjectionRunner(store, projections, batch_size=batch_size, rebuild_stale=rebuild_stale)
@@ -403,7 +391,7 @@ def drop_scratch_command(
         labels = scratch_labels(projection)
         if label is not None:
             if label not in labels:
-                _fail(f"{name} has no scratch set {label!r} (it has: {', '.join(labels) or 'none'})")
+                fail(f"{name} has no scratch set {label!r} (it has: {', '.join(labels) or 'none'})")
             labels = [label]
         for each in labels:
             drop_scratch_label(projection, each)
@@ -424,12 +412,12 @@ def reconcile_command(
     with _store(store_url) as store:
         projection = _projection(store, name, modules)
         if projection.registry_row() is None:  # checked before the progress bar starts
-            _fail(str(ProjectionNotBuilt(name)), code=1)
+            fail(str(ProjectionNotBuilt(name)))
         try:
             with _progress(f"reconcile {name}") as progress:
                 report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
         except ProjectionNotBuilt as error:
-            _fail(str(error), code=1)
+            fail(str(error))
         console = _out()
         if report.ok:
             console.print(
@@ -456,7 +444,7 @@ def trace_command(
     with _store(store_url) as store:
         events = trace_operation(store, correlation_id)
         if not events:
-            _fail(f"no event carries correlation id {correlation_id!r}", code=1)
+            fail(f"no event carries correlation id {correlation_id!r}")
         table = Table(title=f"operation {correlation_id}: {len(events)} event(s)")
         for column in ("position", "recorded at", "stream", "version", "type", "actor", "caused by"):
             table.add_column(column)
@@ -521,7 +509,7 @@ def seal_command(store_url: StoreOption = None, seal_size: SealSizeOption = DEFA
         try:
             new = seal_log(store, max_events=seal_size)
         except TamperDetected as error:
-            _fail(str(error), code=1)
+            fail(str(error))
         console = _out()
         if not new:
             console.print("nothing to seal: every event is sealed")

@@ -40,7 +40,9 @@ class CommandFailed(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print `error: message` on stderr and exit 1 (the command was understood but refused)."""
+    """Print `error: message` on stderr, one line never wrapped (scripts read it whole), and exit:
+    1 the command was understood but refused or something was not found, 2 (`usage_error`) the
+    command line is wrong. The convention of every command, written down in docs/CLI.md."""
     # Escaped: a path or a database's message may hold `[...]`, which Rich would read as markup.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)

@@ -111,6 +111,5 @@ def replay(group: str, body: ReplayIn, state: StateDep, key: AdminKey) -> dict[s
 
 @router.post("/{group}/parked/discard", summary="Discard parked events")
 def discard_events(group: str, body: DiscardIn, state: StateDep, key: AdminKey) -> dict[str, Any]:
-    """Drop parked events for good: their effects are never applied."""
-    coordinator_for(state.store).load_group(group)
+    """Drop parked events for good: their effects are never applied (404 for an unknown group)."""
     return {"discarded": discard(state.store, group, body.ids)}
