@@ -204,6 +204,20 @@ class DomainError(ChronikError):
     """A command was refused by the domain's rules; nothing was recorded. Subclass it per rule."""
 
 
+class EventDoesNotFit(DomainError):
+    """An event for a stream whose category an aggregate owns, which that aggregate could not apply:
+    a type it has no applier for, or data that does not decode into the event's class."""
+
+    def __init__(self, stream: str, aggregate: str, event_type: str, reason: str) -> None:
+        self.stream = stream
+        self.aggregate = aggregate
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(
+            f"event {event_type!r} does not fit stream {stream!r} (aggregate {aggregate}): {reason}"
+        )
+
+
 class AggregateNotFound(StreamNotFound):
     """No aggregate at that stream (or none yet at the requested point in time)."""
 

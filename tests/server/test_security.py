@@ -68,20 +68,20 @@ def test_scopes_read_append_admin(live: LiveServer) -> None:
 def test_a_key_limited_to_a_prefix_sees_and_writes_only_those_streams(live: LiveServer) -> None:
     admin = make_key(live, "admin")
     with live.client(admin) as http:
-        for stream in ("cart-1", "product-1"):
+        for stream in ("shop-1", "stock-1"):
             http.post(f"/api/streams/{stream}/events", json={"events": [event()]})
-    limited = make_key(live, "read", "append", prefixes=("cart-",))
+    limited = make_key(live, "read", "append", prefixes=("shop-",))
     with live.client(limited) as http:
-        assert http.get("/api/streams/cart-1/events").status_code == 200
-        assert http.get("/api/streams/product-1/events").status_code == 403
-        assert http.post("/api/streams/product-1/events", json={"events": [event()]}).status_code == 403
-        assert http.post("/api/streams/cart-2/events", json={"events": [event()]}).status_code == 200
+        assert http.get("/api/streams/shop-1/events").status_code == 200
+        assert http.get("/api/streams/stock-1/events").status_code == 403
+        assert http.post("/api/streams/stock-1/events", json={"events": [event()]}).status_code == 403
+        assert http.post("/api/streams/shop-2/events", json={"events": [event()]}).status_code == 200
         multi = {
-            "appends": [{"stream": "cart-3", "events": [event()]}, {"stream": "x-1", "events": [event()]}]
+            "appends": [{"stream": "shop-3", "events": [event()]}, {"stream": "x-1", "events": [event()]}]
         }
         assert http.post("/api/append", json=multi).status_code == 403
-        assert [s["stream"] for s in http.get("/api/streams").json()["streams"]] == ["cart-1", "cart-2"]
-        assert {e["stream"] for e in http.get("/api/log").json()["events"]} == {"cart-1", "cart-2"}
+        assert [s["stream"] for s in http.get("/api/streams").json()["streams"]] == ["shop-1", "shop-2"]
+        assert {e["stream"] for e in http.get("/api/log").json()["events"]} == {"shop-1", "shop-2"}
         assert http.get("/api/projections").status_code == 403
         assert http.get("/api/groups").status_code == 403
 
@@ -121,13 +121,13 @@ def test_keys_cli_create_list_revoke(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     runner = CliRunner()
     created = runner.invoke(
-        cli, ["keys", "create", "ci", "--scope", "read", "--prefix", "cart-", "--store", url]
+        cli, ["keys", "create", "ci", "--scope", "read", "--prefix", "shop-", "--store", url]
     )
     assert created.exit_code == 0, created.output
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("chronik_")
     listed = runner.invoke(cli, ["keys", "list", "--store", url])
-    assert "ci" in listed.stdout and "cart-" in listed.stdout and token not in listed.stdout
+    assert "ci" in listed.stdout and "shop-" in listed.stdout and token not in listed.stdout
     key_id = token.split("_")[1]
     assert runner.invoke(cli, ["keys", "revoke", key_id, "--store", url]).exit_code == 0
     assert runner.invoke(cli, ["keys", "revoke", key_id, "--store", url]).exit_code == 1
@@ -169,13 +169,13 @@ def test_readiness_is_open_but_shows_the_head_only_to_readers(live: LiveServer) 
 def test_a_prefix_limited_subscription_sees_only_its_streams(live: LiveServer) -> None:
     admin = make_key(live, "admin")
     with live.client(admin) as http:
-        for stream in ("cart-1", "product-1", "cart-2"):
+        for stream in ("shop-1", "stock-1", "shop-2"):
             http.post(f"/api/streams/{stream}/events", json={"events": [event()]})
-    limited = make_key(live, "read", prefixes=("cart-",))
+    limited = make_key(live, "read", prefixes=("shop-",))
     with live.client(limited) as http:
         text = http.get("/api/log/subscribe", params={"timeout": 1, "max_events": 10}).text
-    assert '"stream":"cart-1"' in text and '"stream":"cart-2"' in text
-    assert "product-1" not in text
+    assert '"stream":"shop-1"' in text and '"stream":"shop-2"' in text
+    assert "stock-1" not in text
 
 
 def cli_line(*args: str) -> str:

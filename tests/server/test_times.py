@@ -81,8 +81,8 @@ def test_an_append_with_an_occurred_at_off_the_calendar_is_refused(
 def test_reading_as_of_a_time_off_the_calendar_is_refused(
     connection: Connection, value: str, route: str, parameter: str
 ) -> None:
-    assert connection.send("POST", "/api/streams/cart-dt/events", {"events": [event()]})[0] == 200
-    status, answer = connection.send("GET", f"/api/streams/cart-dt/{route}?{parameter}={quote(value)}")
+    assert connection.send("POST", "/api/streams/note-dt/events", {"events": [event()]})[0] == 200
+    status, answer = connection.send("GET", f"/api/streams/note-dt/{route}?{parameter}={quote(value)}")
     assert_refused(status, answer, parameter, value)
 
 
@@ -108,16 +108,16 @@ def test_the_banks_times_off_the_calendar_are_refused(connection: Connection, va
 
 def test_the_first_and_last_times_taken_are_stored_and_read_back(connection: Connection) -> None:
     status, answer = connection.send(
-        "POST", "/api/streams/cart-edge/events", {"events": [event(FIRST_TAKEN), event(LAST_TAKEN)]}
+        "POST", "/api/streams/note-edge/events", {"events": [event(FIRST_TAKEN), event(LAST_TAKEN)]}
     )
     assert status == 200, answer
-    status, page = connection.send("GET", f"/api/streams/cart-edge/events?occurred_as_of={quote(LAST_TAKEN)}")
+    status, page = connection.send("GET", f"/api/streams/note-edge/events?occurred_as_of={quote(LAST_TAKEN)}")
     assert status == 200, page
     assert [e["occurred_at"] for e in page["events"]] == [
         "0001-01-01T10:00:00+00:00",
         "9999-12-31T13:59:59.999999+00:00",
     ]
-    status, page = connection.send("GET", f"/api/streams/cart-edge/events?as_of={quote(FIRST_TAKEN)}")
+    status, page = connection.send("GET", f"/api/streams/note-edge/events?as_of={quote(FIRST_TAKEN)}")
     assert status == 200 and page["events"] == []  # recorded long after year 1
 
 
@@ -127,17 +127,17 @@ def test_the_first_and_last_times_taken_are_stored_and_read_back(connection: Con
 )
 def test_only_rfc_3339_times_are_read(connection: Connection, value: str) -> None:
     """pydantic's own datetime also takes a Unix timestamp or a date alone; the schema says date-time."""
-    status, answer = connection.send("GET", f"/api/streams/cart-x/events?as_of={quote(value)}")
+    status, answer = connection.send("GET", f"/api/streams/note-x/events?as_of={quote(value)}")
     assert status == 422, answer
     assert answer["errors"][0]["loc"] == ["query", "as_of"]
-    status, answer = connection.send("POST", "/api/streams/cart-x/events", {"events": [event(value)]})
+    status, answer = connection.send("POST", "/api/streams/note-x/events", {"events": [event(value)]})
     assert status == 422 and answer["errors"][0]["loc"][-1] == "occurred_at", answer
 
 
 def test_a_time_without_an_offset_is_utc(connection: Connection) -> None:
     status, answer = connection.send(
-        "POST", "/api/streams/cart-utc/events", {"events": [event("2026-01-31T12:00:00")]}
+        "POST", "/api/streams/note-utc/events", {"events": [event("2026-01-31T12:00:00")]}
     )
     assert status == 200, answer
-    status, page = connection.send("GET", "/api/streams/cart-utc/events")
+    status, page = connection.send("GET", "/api/streams/note-utc/events")
     assert page["events"][0]["occurred_at"] == "2026-01-31T12:00:00+00:00"

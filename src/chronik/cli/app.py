@@ -196,9 +196,10 @@ def state(
     ] = None,
     store_url: StoreOption = None,
 ) -> None:
-    """Hydrate a stream through its registered aggregate and print the state as JSON."""
-    if sum(value is not None for value in (as_of, version, occurred_as_of)) > 1:
-        raise typer.BadParameter("choose one of --as-of, --version, --occurred-as-of", param_hint="--as-of")
+    """Hydrate a stream through its registered aggregate and print the state as JSON.
+
+    The bounds combine: --as-of with --occurred-as-of is what was true then, as known at --as-of.
+    """
     recorded_at = parse_moment(as_of, "--as-of")
     occurred_at = parse_moment(occurred_as_of, "--occurred-as-of")
     with opened_store(store_url) as store:

@@ -35,8 +35,14 @@ MAX_NAME_LENGTH: Final = 255
 DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
 
 # Printable, no white space, no control characters. The category is the part before the first "-".
-_STREAM_NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
-_EVENT_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+# Python's `\s` is spelled out (the characters `str.isspace` names), so the same patterns, as text,
+# are the HTTP API's JSON Schema `pattern`s and mean the same in every regex engine.
+_NOT_IN_NAMES: Final = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+STREAM_NAME_PATTERN: Final = rf"^[^{_NOT_IN_NAMES}-][^{_NOT_IN_NAMES}]*$"
+CATEGORY_PATTERN: Final = rf"^[^{_NOT_IN_NAMES}-]+$"
+EVENT_TYPE_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.:\-]*$"
+_STREAM_NAME = re.compile(rf"[^{_NOT_IN_NAMES}]+")
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.strip("^$"))
 
 
 class StreamState(enum.Enum):
@@ -346,20 +352,20 @@ def _encode_json_object(event_type: str, field: str, value: object) -> str:
     # Metadata is what the stores query (correlation and causation ids): PostgreSQL cannot turn a
     # JSON string holding U+0000 into text, so one such event would break every query of the
     # metadata (`chronik trace`) on that store. Refused on every backend, so a log moves freely.
-    if field == "metadata" and b"\\u0000" in encoded and _holds_nul(msgspec.json.decode(encoded)):
+    if field == "metadata" and b"\\u0000" in encoded and holds_nul(msgspec.json.decode(encoded)):
         raise EventDataNotSerializable(event_type, field, "must not contain the NUL character (U+0000)")
     return encoded.decode()
 
 
-def _holds_nul(value: object) -> bool:
+def holds_nul(value: object) -> bool:
     """Whether a decoded JSON value has U+0000 in any key or string (the fast byte check can be
-    fooled by an escaped backslash followed by `u0000`)."""
+    fooled by an escaped backslash followed by `u0000`; the HTTP API checks metadata with this)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(item) for item in value)
     return False
 
 

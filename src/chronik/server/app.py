@@ -26,6 +26,7 @@ from chronik.server.context import AppPage, ReadKey, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
 from chronik.server.metrics import ServerMetrics
 from chronik.server.middleware import BodyLimit, MetricsAndHeaders
+from chronik.server.openapi import install_openapi
 from chronik.server.problems import install_problem_handlers
 from chronik.server.routes import APPLICATION_MODULES, groups, log, ops, projections, streams
 from chronik.server.telemetry import install_collectors
@@ -45,9 +46,10 @@ consumer groups.
 On a loopback address where no key was ever created, requests are allowed without one;
 revoking every key keeps keys required (`chronik keys open-access` opens the server again).
 
-**Errors** are `application/problem+json`: 409 for a version conflict (with `expected` and
-`actual`), 400/422 for bad input, 404, 413 for an event or a request over the size limit,
-401/403 for auth.
+**Errors** are `application/problem+json`: 422 for a request that does not fit this schema
+(`errors` names each field), 409 for what is refused given what is recorded (a version conflict
+with `expected` and `actual`, a domain rule with `error`), 400 for a body that cannot be read,
+404, 413 for an event or a request over the size limit, 401/403 for auth.
 """
 
 
@@ -103,6 +105,7 @@ def create_app(
         openapi_url=None,  # served below, behind the read scope
     )
     app.state.chronik = state
+    install_openapi(app)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi_document(key: ReadKey) -> JSONResponse:

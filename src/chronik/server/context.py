@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from chronik.groups import GroupHandler, GroupMember
 from chronik.projections import Projection
@@ -115,10 +116,23 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
+# Declared on every route that checks a key, so the OpenAPI schema lists both ways of sending one
+# (`securitySchemes`); `authenticate` reads the same two headers itself.
+_BEARER: Final = HTTPBearer(
+    auto_error=False, description="An API key: `Authorization: Bearer chronik_<id>_<secret>`."
+)
+_API_KEY: Final = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, as a header.")
+
+
+def require(scope: str) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, which must have `scope` (admin implies every scope)."""
 
-    def dependency(request: Request) -> ApiKey:
+    def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+        api_key: Annotated[str | None, Depends(_API_KEY)],
+    ) -> ApiKey:
+        del bearer, api_key  # for the schema: authenticate reads the headers (and tells 401 apart)
         key = authenticate(request, get_state(request))
         if not key.has_scope(scope):
             raise Problem(
