@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from chronik.groups import GroupHandler, GroupMember
 from chronik.projections import Projection
@@ -61,17 +62,20 @@ class ServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     _keys_checked: float = 0.0
-    _keys_present: bool = False
+    _keys_required: bool = False
 
-    def keys_present(self) -> bool:
-        """Whether any active key exists, re-read at most once a second (keys change from the CLI)."""
+    def keys_required(self) -> bool:
+        """Whether requests need a key (`KeyRing.requires_keys`: revoking every key keeps them
+        required), re-read at most once a second (keys change from the CLI)."""
+        if not self.allow_anonymous:
+            return True
         if self.keyring is None:
             return False
         now = time.monotonic()
         if now - self._keys_checked > 1.0:
-            self._keys_present = self.keyring.has_active_keys()
+            self._keys_required = self.keyring.requires_keys()
             self._keys_checked = now
-        return self._keys_present
+        return self._keys_required
 
     def forget_key_cache(self) -> None:
         self._keys_checked = 0.0
@@ -99,7 +103,7 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     token = presented_token(request)
     challenge = {"WWW-Authenticate": 'Bearer realm="chronik"'}
     if token is None:
-        if state.allow_anonymous and not state.keys_present():
+        if not state.keys_required():
             return ANONYMOUS
         detail = (
             "this server requires an API key: send 'Authorization: Bearer <key>' "
@@ -112,10 +116,23 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
+# Declared on every route that checks a key, so the OpenAPI schema lists both ways of sending one
+# (`securitySchemes`); `authenticate` reads the same two headers itself.
+_BEARER: Final = HTTPBearer(
+    auto_error=False, description="An API key: `Authorization: Bearer chronik_<id>_<secret>`."
+)
+_API_KEY: Final = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, as a header.")
+
+
+def require(scope: str) -> Callable[..., ApiKey]:
     """A dependency: the caller's key, which must have `scope` (admin implies every scope)."""
 
-    def dependency(request: Request) -> ApiKey:
+    def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+        api_key: Annotated[str | None, Depends(_API_KEY)],
+    ) -> ApiKey:
+        del bearer, api_key  # for the schema: authenticate reads the headers (and tells 401 apart)
         key = authenticate(request, get_state(request))
         if not key.has_scope(scope):
             raise Problem(
