@@ -107,7 +107,15 @@ class AggregateRegistry:
         )
         # `Repository.load` reads `version` as "at or before"; a person asking for version 99 of a
         # stream that ends at 3 has made a mistake, and is told so (`chronik state`, GET .../state).
-        if version is not None and aggregate.version is not None and aggregate.version < version:
+        # With a time bound as well, the bounds combine: the version the stream had by then may be
+        # lower than the one asked for, and that is the answer, not a mistake.
+        pure_version = recorded_at is None and occurred_at is None
+        if (
+            pure_version
+            and version is not None
+            and aggregate.version is not None
+            and aggregate.version < version
+        ):
             raise VersionNotFound(stream, version, aggregate.version)
         return aggregate, aggregate.to_dict()
 
