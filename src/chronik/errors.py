@@ -40,6 +40,21 @@ class InvalidExpectedVersion(InvalidInput):
         )
 
 
+class TimeOutOfRange(InvalidInput):
+    """A time on a date chronik does not take (see `chronik.events.envelope.check_time`)."""
+
+    def __init__(self, field: str, value: object, earliest: str, latest: str) -> None:
+        self.field = field
+        self.value = value
+        self.earliest = earliest
+        self.latest = latest
+        shown = value.isoformat() if hasattr(value, "isoformat") else repr(value)
+        super().__init__(
+            f"{field} {shown} is out of range: times must fall on a date from {earliest} to {latest} "
+            "(as written, in any UTC offset)"
+        )
+
+
 class EventDataNotSerializable(InvalidInput):
     """Data or metadata that cannot be stored as a JSON object, without loss."""
 
@@ -207,6 +222,20 @@ class EventDataInvalid(EventDecodingError):
 
 class DomainError(ChronikError):
     """A command was refused by the domain's rules; nothing was recorded. Subclass it per rule."""
+
+
+class EventDoesNotFit(DomainError):
+    """An event for a stream whose category an aggregate owns, which that aggregate could not apply:
+    a type it has no applier for, or data that does not decode into the event's class."""
+
+    def __init__(self, stream: str, aggregate: str, event_type: str, reason: str) -> None:
+        self.stream = stream
+        self.aggregate = aggregate
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(
+            f"event {event_type!r} does not fit stream {stream!r} (aggregate {aggregate}): {reason}"
+        )
 
 
 class AggregateNotFound(StreamNotFound):

@@ -116,3 +116,82 @@ def test_a_stale_expected_version_exits_1_naming_both_versions(tmp_path: Path) -
     done = run_chronik("append", "cart-1", "CheckedOut", "--expected-version", "5", cwd=tmp_path)
     assert done.returncode == 1
     assert "expected 5, found version 0" in done.stderr
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("append", "cli-1", "T", "{}", "--occurred-at"), "--occurred-at"),
+        (("state", "cart-x", "--as-of"), "--as-of"),
+        (("state", "cart-x", "--occurred-as-of"), "--occurred-as-of"),
+        (("projections", "rebuild", "carts_by_status", "--as-of"), "--as-of"),
+    ],
+)
+def test_a_time_off_the_calendar_is_one_line_naming_the_option_and_the_range(
+    tmp_path: Path, args: tuple[str, ...], option: str, moment: str
+) -> None:
+    """Converting these to UTC leaves Python's calendar: before, each printed an OverflowError's traceback."""
+    assert (
+        run_chronik("append", "cart-x", "ItemAdded", '{"sku": "tea", "quantity": 1}', cwd=tmp_path).returncode
+        == 0
+    )
+    done = run_chronik(*args, moment, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr  # a value on the command line that cannot be right
+    assert done.stderr.strip().splitlines() == [
+        f"error: {option} {moment} is out of range: times must fall on a date from 0001-01-02 to "
+        "9999-12-30 (as written, in any UTC offset)"
+    ]
+    assert "cli-1" not in run_chronik("read", "--all", "--json", cwd=tmp_path).stdout  # nothing written
+
+
+def test_the_first_and_last_times_taken_work_from_the_cli(tmp_path: Path) -> None:
+    first, last = "0001-01-02T00:00:00+14:00", "9999-12-30T23:59:59-14:00"
+    item = '{"sku": "tea", "quantity": 1}'
+    assert (
+        run_chronik("append", "cart-x", "ItemAdded", item, "--occurred-at", first, cwd=tmp_path).returncode
+        == 0
+    )
+    shown = run_chronik("state", "cart-x", "--occurred-as-of", last, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"]["items"] == {"tea": 1}
+    read = json.loads(run_chronik("read", "cart-x", "--json", cwd=tmp_path).stdout)
+    assert read["occurred_at"] == "0001-01-01T10:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("read", "nope"), "stream 'nope' not found"),
+        (("history", "nope"), "stream 'nope' not found"),
+        (("state", "cart-nope"), "aggregate stream 'cart-nope' has no events"),
+        (("state", "nope"), "no aggregate type is registered for category 'nope'"),
+        (("trace", "nope"), "no event carries correlation id 'nope'"),
+        (("projections", "rebuild", "nope"), "no projection named 'nope'"),
+        (("projections", "run", "nope", "--once"), "no projection named 'nope'"),
+        (("projections", "drop-scratch", "nope"), "no projection named 'nope'"),
+        (("projections", "drop-scratch", "carts_by_status", "nolabel"), "has no scratch set 'nolabel'"),
+        (("reconcile", "nope"), "no projection named 'nope'"),
+        (("groups", "status", "nope"), "consumer group 'nope' not found"),
+        (("groups", "parked", "nope"), "consumer group 'nope' not found"),
+        (
+            ("groups", "replay-parked", "nope", "--handler", "chronik.server.demo:seed_cart"),
+            "group 'nope' not found",
+        ),
+        (("groups", "discard-parked", "nope", "1", "2"), "consumer group 'nope' not found"),
+        (("video", "retry", "nope"), "no video 'nope'"),
+        (("keys", "revoke", "000000000000"), "no active key '000000000000'"),
+    ],
+)
+def test_whatever_a_command_looks_up_not_found_is_exit_1_and_one_line_naming_it(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """One convention (docs/CLI.md): `groups discard-parked nope` exited 0, `projections rebuild nope` 2."""
+    assert (
+        run_chronik("append", "cart-1", "ItemAdded", '{"sku": "tea", "quantity": 1}', cwd=tmp_path).returncode
+        == 0
+    )
+    done = run_chronik(*args, cwd=tmp_path)
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line

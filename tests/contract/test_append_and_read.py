@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -25,7 +25,7 @@ from chronik import (
     StreamNotFound,
     WrongExpectedVersion,
 )
-from chronik.errors import InvalidEventType
+from chronik.errors import InvalidEventType, TimeOutOfRange
 from chronik.store.contract import Snapshot
 from tests.conftest import StoreFactory
 
@@ -392,6 +392,45 @@ class TestBadInput:
     def test_naive_business_time_is_refused(self, store: EventStore) -> None:
         with pytest.raises(EventDataNotSerializable):
             store.append("s-1", NewEvent(type="A", data={}, occurred_at=datetime(2020, 1, 1)))
+
+    @pytest.mark.parametrize(
+        "occurred",
+        [
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # UTC: the day before year 1
+            datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14))),  # UTC: year 10000
+            datetime(1, 1, 1, 12, tzinfo=UTC),  # representable, but on the calendar's first day
+        ],
+    )
+    def test_a_business_time_on_the_calendars_first_or_last_day_is_refused_naming_the_range(
+        self, store: EventStore, occurred: datetime
+    ) -> None:
+        with pytest.raises(TimeOutOfRange, match=r"occurred_at .* from 0001-01-02 to 9999-12-30"):
+            store.append("s-1", [ev(), NewEvent(type="A", data={}, occurred_at=occurred)])
+        assert store.head_position() == 0  # the whole batch is refused
+
+    def test_the_extreme_business_times_taken_are_stored_and_read_back_in_utc(
+        self, store: EventStore
+    ) -> None:
+        first = datetime(1, 1, 2, tzinfo=timezone(timedelta(hours=14)))
+        last = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-14)))
+        store.append("s-1", [NewEvent(type="A", data={}, occurred_at=moment) for moment in (first, last)])
+        read = store.read_stream("s-1")
+        assert [event.occurred_at for event in read] == [first, last]
+        utc = [event.occurred_at.astimezone(UTC).isoformat() for event in read]
+        assert utc == ["0001-01-01T10:00:00+00:00", "9999-12-31T13:59:59.999999+00:00"]
+        assert len(store.read_stream("s-1", occurred_until=last, recorded_until=read[1].recorded_at)) == 2
+
+    def test_a_read_bound_past_the_calendar_is_an_input_error_not_an_overflow(
+        self, store: EventStore
+    ) -> None:
+        store.append("s-1", ev())
+        past_the_end = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))
+        try:
+            found = store.read_stream("s-1", recorded_until=past_the_end)
+        except TimeOutOfRange as refused:  # SQLite formats the bound as UTC text: refused
+            assert "from 0001-01-02 to 9999-12-30" in str(refused)
+        else:  # the others compare datetimes: every event is before it
+            assert len(found) == 1
 
 
 def test_recorded_at_never_decreases_along_the_log(store_factory: StoreFactory) -> None:

@@ -199,10 +199,30 @@ def test_a_view_of_the_past_cannot_be_saved(store: EventStore) -> None:
     assert store.stream_version("account-a1") == 2
 
 
-def test_time_travel_takes_one_point_and_a_valid_version(store: EventStore) -> None:
+def test_time_travel_bounds_combine_and_a_version_must_be_valid(store_factory: StoreFactory) -> None:
+    """Version, recorded and business time each keep the events within them (they were refused
+    together); recorded with business time is the bitemporal view: what was true then, as known."""
+    clock = ManualClock(datetime(2026, 5, 1, tzinfo=UTC))
+    store = store_factory(clock)
     repository = Repository(store)
-    with pytest.raises(InvalidInput, match="one of"):
-        repository.load(Account, "a1", version=1, occurred_at=datetime.now(UTC))
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    account = Account("a1")
+    account.open("ann")  # occurred when recorded: 2026-05-01
+    account.deposit(1, occurred_at=day)
+    repository.save(account)  # versions 0, 1 at 2026-05-01
+    known_before = clock()
+    clock.advance(timedelta(days=1))
+    account.deposit(7, occurred_at=day + timedelta(days=2))  # entered late, back-dated
+    account.deposit(100, occurred_at=day + timedelta(days=10))
+    repository.save(account)  # versions 2, 3 at 2026-05-02
+    later = clock() + timedelta(days=1)
+    assert repository.load(Account, "a1", occurred_at=later).state.movements == [1, 7, 100]
+    as_known = repository.load(Account, "a1", occurred_at=later, recorded_at=known_before)
+    assert (as_known.state.movements, as_known.version, as_known.read_only) == ([1], 1, True)
+    up_to_2 = repository.load(Account, "a1", occurred_at=later, version=2)
+    assert up_to_2.state.movements == [1, 7]
+    assert repository.load(Account, "a1", version=3, recorded_at=known_before).version == 1
+    assert repository.load(Account, "a1", version=2, recorded_at=later).version == 2
     with pytest.raises(InvalidInput, match=">= 0"):
         repository.load(Account, "a1", version=-1)
 

@@ -8,7 +8,8 @@ import pytest
 
 from chronik.clock import ManualClock
 from chronik.domain import AggregateRegistry, UnknownAggregateType
-from chronik.errors import InvalidInput
+from chronik.errors import AggregateNotFound, EventDoesNotFit, InvalidInput
+from chronik.events import NewEvent
 from tests.conftest import StoreFactory
 from tests.domain.accounts import Account
 
@@ -47,7 +48,7 @@ def test_unknown_categories_and_clashes_are_clear_errors(store_factory: StoreFac
 
     with pytest.raises(InvalidInput, match="already registered for Account"):
         registry.register(OtherAccount)
-    with pytest.raises(InvalidInput, match="no aggregate id"):
+    with pytest.raises(AggregateNotFound, match="no aggregate id"):  # a stream, but no aggregate
         registry.hydrate_stream(store_factory(), "account")
 
 
@@ -58,3 +59,21 @@ def test_registering_an_aggregate_registers_its_events_with_the_shared_codec(
     registry.register(Account)
     assert {registry.codec.type_name(cls) for cls in Account.appliers} == {"Opened", "Deposited", "Withdrawn"}
     assert registry.repository(store_factory()).codec is registry.codec
+
+
+def test_events_for_an_aggregates_stream_must_be_ones_it_can_apply() -> None:
+    """What the HTTP API's generic append checks: such an event would make every later load fail."""
+    registry = AggregateRegistry()
+    registry.register(Account)
+    registry.check_events("account-a1", [NewEvent(type="Deposited", data={"amount": 5})])
+    registry.check_events("invoice-1", [NewEvent(type="Anything", data={})])  # no aggregate owns it
+    with pytest.raises(
+        EventDoesNotFit, match=r"'Bogus' does not fit stream 'account-a1' \(aggregate Account\)"
+    ):
+        registry.check_events("account-a1", [NewEvent(type="Bogus", data={})])
+    with pytest.raises(EventDoesNotFit, match=r"its data: .*amount"):
+        registry.check_events("account-a1", [NewEvent(type="Deposited", data={"amount": "five"})])
+    with pytest.raises(EventDoesNotFit, match="schema version 2"):
+        registry.check_events(
+            "account-a1", [NewEvent(type="Deposited", data={"amount": 5}, schema_version=2)]
+        )

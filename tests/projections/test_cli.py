@@ -107,7 +107,7 @@ def test_rebuild_as_of_leaves_live_alone(store: EventStore, store_url: str) -> N
     dropped = runner.invoke(app, drop)
     assert dropped.exit_code == 0 and "dropped 1 scratch set(s)" in dropped.output
     again = runner.invoke(app, drop)
-    assert again.exit_code == 2 and f"no scratch set '{label}'" in again.output
+    assert again.exit_code == 1 and f"no scratch set '{label}'" in again.output  # not found
     bad = runner.invoke(
         app, ["projections", "rebuild", "carts_by_status", "--as-of", "last tuesday", "-s", store_url]
     )
@@ -162,13 +162,14 @@ def test_run_needs_names_or_all(store: EventStore, store_url: str, head: int) ->
     assert f"carts_by_status at {head}" in every.output and "product_prices at" in every.output
 
 
-def test_unknown_projection_and_missing_store_are_user_errors(store_url: str, tmp_path: Path) -> None:
+def test_unknown_projection_and_missing_store_are_not_found_exit_1(store_url: str, tmp_path: Path) -> None:
+    """Exit 1 like every command's "not found" (docs/CLI.md); it was 2 here, 1 in `groups status`."""
     result = runner.invoke(projections_app, ["rebuild", "nope", "--store", store_url])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "no projection named 'nope'" in result.output and "carts_by_status" in result.output
     assert "Traceback" not in result.output
     missing = runner.invoke(projections_app, ["status", "--store", f"sqlite:///{tmp_path / 'typo.db'}"])
-    assert missing.exit_code == 2 and "no store at" in missing.output
+    assert missing.exit_code == 1 and "no store at" in missing.output
     assert not (tmp_path / "typo.db").exists()
 
 

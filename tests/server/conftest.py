@@ -7,7 +7,12 @@ over real TCP.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,3 +109,55 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
 
 def event(type_: str = "Happened", **data: Any) -> dict[str, Any]:
     return {"type": type_, "data": data}
+
+
+def wait_for(check: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+@dataclass
+class ServeProcess:
+    url: str
+    process: subprocess.Popen[str]
+    errors: str = ""  # stderr, once stopped
+
+
+@contextlib.contextmanager
+def chronik_serve(store_url: str, *args: str, timeout: float = 30) -> Iterator[ServeProcess]:
+    """A real `chronik serve` process on a free loopback port, ready; stopped with SIGINT at the end.
+
+    The caller checks `errors` and `process.returncode` after the block (0 or 130: uvicorn
+    re-raises the SIGINT it handled).
+    """
+    port = free_port()
+    env = {**os.environ, "CHRONIK_STORE": store_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronik", "serve", "--port", str(port), "--log-level", "warning", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = ServeProcess(f"http://127.0.0.1:{port}", process)
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            return False
+
+    try:
+        wait_for(up, timeout=timeout)
+        yield served
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is a failure, but never a leak
+            process.kill()
+            pytest.fail("chronik serve did not stop on SIGINT within 15 s")
+        served.errors = process.stderr.read() if process.stderr else ""

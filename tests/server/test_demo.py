@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,14 +9,7 @@ import pytest
 
 from chronik.server.demo import RECEIPTS_GROUP, seed_bank, seed_cart, start_demo
 from chronik.store import open_store
-from tests.server.conftest import ServerFactory, free_port
-
-
-def wait_for(check: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+from tests.server.conftest import ServerFactory, chronik_serve, wait_for
 
 
 def test_seeding_is_done_once(tmp_path: Path) -> None:
@@ -53,26 +41,8 @@ def test_the_demo_moves_and_its_parked_receipts_replay(make_server: ServerFactor
 
 
 def test_chronik_serve_demo_answers_on_loopback(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "CHRONIK_STORE": f"sqlite:///{tmp_path / 'demo.db'}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chronik", "serve", "--demo", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                return False
-
-        wait_for(up, timeout=30)
+    with chronik_serve(f"sqlite:///{tmp_path / 'demo.db'}", "--demo") as served:
+        url = served.url
         page = httpx.get(url + "/")
         assert page.status_code == 200 and "chronik" in page.text
         assert httpx.get(f"{url}/api/streams", params={"prefix": "cart-"}).json()["streams"]
@@ -80,17 +50,9 @@ def test_chronik_serve_demo_answers_on_loopback(tmp_path: Path) -> None:
         # the seeded clips are transcoded by the server's own workers (a pause of 3 s each)
         wait_for(lambda: httpx.get(f"{url}/api/video/board").json()["counts"].get("succeeded", 0) >= 1, 60)
         assert (tmp_path / "demo-blobs" / "uploads").is_dir()  # beside the database
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is a failure, but never a leak
-            process.kill()
-            pytest.fail("chronik serve did not stop on SIGINT within 15 s")
-    errors = process.stderr.read() if process.stderr else ""
     # uvicorn re-raises the captured SIGINT after a graceful shutdown: 130 is the shell's "stopped by Ctrl-C"
-    assert process.returncode in (0, 130), errors
-    assert "Traceback" not in errors
+    assert served.process.returncode in (0, 130), served.errors
+    assert "Traceback" not in served.errors
 
 
 def test_the_demo_runs_on_a_memory_store_without_projections(make_server: ServerFactory) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chronik.server.keys import keyring_for, split_token
+from chronik.server.keys import KeyRingError, keyring_for, split_token
 from chronik.store import EventStore
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -38,3 +38,22 @@ def test_only_a_hash_of_the_secret_is_stored(store: EventStore) -> None:
     _, secret = split_token(token) or ("", "")
     rows = ring._query("SELECT * FROM api_keys", ())  # type: ignore[attr-defined]
     assert rows and secret not in repr(rows)
+
+
+def test_once_a_key_was_created_keys_stay_required_until_access_is_opened(store: EventStore) -> None:
+    ring = keyring_for(store)
+    assert not ring.requires_keys()  # no key ever: a loopback server is open
+    key, _ = ring.create("admin", ["admin"], now=NOW)
+    assert ring.requires_keys()
+    with pytest.raises(KeyRingError, match=rf"active \({key.key_id}\): revoke them first"):
+        ring.open_access(now=NOW)
+    ring.revoke(key.key_id, now=NOW)
+    assert ring.requires_keys()  # revoking the last key never opens access
+    ring.open_access(now=NOW + timedelta(seconds=1))
+    assert not ring.requires_keys()
+    later, _ = ring.create("reader", ["read"], now=NOW + timedelta(seconds=2))
+    assert ring.requires_keys()  # a key created after the opening closes access again
+    ring.revoke(later.key_id, now=NOW + timedelta(seconds=3))
+    assert ring.requires_keys()
+    ring.open_access(now=NOW + timedelta(seconds=4))  # an opening again replaces the first
+    assert not ring.requires_keys()

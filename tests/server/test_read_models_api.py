@@ -35,7 +35,7 @@ def test_cart_commands_and_lists(live: LiveServer, http: httpx.Client) -> None:
     checked = http.post("/api/cart/carts/c1/checkout")
     assert checked.status_code == 200 and checked.json()["state"]["total_cents"] == 1650
     again = http.post("/api/cart/carts/c1/checkout")
-    assert again.status_code == 422 and again.json()["error"] == "CartAlreadyCheckedOut"
+    assert again.status_code == 409 and again.json()["error"] == "CartAlreadyCheckedOut"
     assert http.post("/api/cart/carts/nobody/checkout").status_code == 404
     assert http.post("/api/cart/carts/bad id/items", json={"sku": "tea"}).status_code == 422
     # the lists come from projections: the server catches them up on first use

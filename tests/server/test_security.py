@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 from chronik.cli.app import app as cli
 from chronik.cli.serve import is_loopback, listen
 from chronik.server.keys import SQLiteKeyRing, keyring_for, split_token
-from tests.server.conftest import LiveServer, ServerFactory, event
+from tests.server.conftest import LiveServer, ServerFactory, chronik_serve, event, wait_for
 
 
 def make_key(live: LiveServer, *scopes: str, prefixes: tuple[str, ...] = ()) -> str:
@@ -67,20 +70,20 @@ def test_scopes_read_append_admin(live: LiveServer) -> None:
 def test_a_key_limited_to_a_prefix_sees_and_writes_only_those_streams(live: LiveServer) -> None:
     admin = make_key(live, "admin")
     with live.client(admin) as http:
-        for stream in ("cart-1", "product-1"):
+        for stream in ("shop-1", "stock-1"):
             http.post(f"/api/streams/{stream}/events", json={"events": [event()]})
-    limited = make_key(live, "read", "append", prefixes=("cart-",))
+    limited = make_key(live, "read", "append", prefixes=("shop-",))
     with live.client(limited) as http:
-        assert http.get("/api/streams/cart-1/events").status_code == 200
-        assert http.get("/api/streams/product-1/events").status_code == 403
-        assert http.post("/api/streams/product-1/events", json={"events": [event()]}).status_code == 403
-        assert http.post("/api/streams/cart-2/events", json={"events": [event()]}).status_code == 200
+        assert http.get("/api/streams/shop-1/events").status_code == 200
+        assert http.get("/api/streams/stock-1/events").status_code == 403
+        assert http.post("/api/streams/stock-1/events", json={"events": [event()]}).status_code == 403
+        assert http.post("/api/streams/shop-2/events", json={"events": [event()]}).status_code == 200
         multi = {
-            "appends": [{"stream": "cart-3", "events": [event()]}, {"stream": "x-1", "events": [event()]}]
+            "appends": [{"stream": "shop-3", "events": [event()]}, {"stream": "x-1", "events": [event()]}]
         }
         assert http.post("/api/append", json=multi).status_code == 403
-        assert [s["stream"] for s in http.get("/api/streams").json()["streams"]] == ["cart-1", "cart-2"]
-        assert {e["stream"] for e in http.get("/api/log").json()["events"]} == {"cart-1", "cart-2"}
+        assert [s["stream"] for s in http.get("/api/streams").json()["streams"]] == ["shop-1", "shop-2"]
+        assert {e["stream"] for e in http.get("/api/log").json()["events"]} == {"shop-1", "shop-2"}
         assert http.get("/api/projections").status_code == 403
         assert http.get("/api/groups").status_code == 403
 
@@ -120,13 +123,13 @@ def test_keys_cli_create_list_revoke(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     runner = CliRunner()
     created = runner.invoke(
-        cli, ["keys", "create", "ci", "--scope", "read", "--prefix", "cart-", "--store", url]
+        cli, ["keys", "create", "ci", "--scope", "read", "--prefix", "shop-", "--store", url]
     )
     assert created.exit_code == 0, created.output
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("chronik_")
     listed = runner.invoke(cli, ["keys", "list", "--store", url])
-    assert "ci" in listed.stdout and "cart-" in listed.stdout and token not in listed.stdout
+    assert "ci" in listed.stdout and "shop-" in listed.stdout and token not in listed.stdout
     key_id = token.split("_")[1]
     assert runner.invoke(cli, ["keys", "revoke", key_id, "--store", url]).exit_code == 0
     assert runner.invoke(cli, ["keys", "revoke", key_id, "--store", url]).exit_code == 1
@@ -168,13 +171,72 @@ def test_readiness_is_open_but_shows_the_head_only_to_readers(live: LiveServer) 
 def test_a_prefix_limited_subscription_sees_only_its_streams(live: LiveServer) -> None:
     admin = make_key(live, "admin")
     with live.client(admin) as http:
-        for stream in ("cart-1", "product-1", "cart-2"):
+        for stream in ("shop-1", "stock-1", "shop-2"):
             http.post(f"/api/streams/{stream}/events", json={"events": [event()]})
-    limited = make_key(live, "read", prefixes=("cart-",))
+    limited = make_key(live, "read", prefixes=("shop-",))
     with live.client(limited) as http:
         text = http.get("/api/log/subscribe", params={"timeout": 1, "max_events": 10}).text
-    assert '"stream":"cart-1"' in text and '"stream":"cart-2"' in text
-    assert "product-1" not in text
+    assert '"stream":"shop-1"' in text and '"stream":"shop-2"' in text
+    assert "stock-1" not in text
+
+
+def cli_line(*args: str) -> str:
+    """Run the real `chronik` and return its stdout (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chronik", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def anonymous_answers(url: str) -> tuple[int, int, int]:
+    """The statuses of a read, an append and an admin request sent without a key."""
+    with httpx.Client(base_url=url, timeout=10) as anonymous:
+        return (
+            anonymous.get("/api/streams").status_code,
+            anonymous.post("/api/streams/open-1/events", json={"events": [event()]}).status_code,
+            anonymous.post("/api/projections/carts_by_status/rebuild").status_code,
+        )
+
+
+@pytest.mark.slow
+def test_revoking_the_last_key_keeps_a_running_server_closed_until_access_is_opened(tmp_path: Path) -> None:
+    """Before the fix, two seconds after the revocation anonymous requests could read, append and rebuild."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    token = cli_line("keys", "create", "admin", "--scope", "admin", "--store", url).splitlines()[-1]
+    with chronik_serve(url) as served:
+        assert anonymous_answers(served.url) == (401, 401, 401)
+        cli_line("keys", "revoke", token.split("_")[1], "--store", url)
+        time.sleep(2.2)  # a running server re-reads the keys at most once a second
+        assert anonymous_answers(served.url) == (401, 401, 401)
+        assert httpx.get(f"{served.url}/api/info").json()["keys_required"] is True
+        assert "keys required" in cli_line("keys", "list", "--store", url)
+        opened = cli_line("keys", "open-access", "--store", url)
+        assert opened.startswith("access is open")
+        wait_for(lambda: anonymous_answers(served.url)[0] == 200, timeout=5)
+        assert anonymous_answers(served.url)[1] == 200
+    assert served.process.returncode in (0, 130), served.errors
+
+
+def test_opening_access_is_refused_while_a_key_is_active(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    runner = CliRunner()
+    token = runner.invoke(cli, ["keys", "create", "ci", "--scope", "read", "--store", url]).stdout.split()[-1]
+    refused = runner.invoke(cli, ["keys", "open-access", "--store", url])
+    assert refused.exit_code == 1
+    assert f"1 key(s) are active ({token.split('_')[1]}): revoke them first" in refused.output
+
+
+def test_the_openapi_schema_needs_a_read_key_once_keys_are_required(live: LiveServer) -> None:
+    with live.client() as anonymous:
+        assert "/api/streams" in anonymous.get("/api/openapi.json").json()["paths"]  # open loopback server
+        writer = make_key(live, "append")
+        refused = anonymous.get("/api/openapi.json")
+        assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+    with live.client(writer) as http:
+        assert http.get("/api/openapi.json").status_code == 403  # append does not imply read
+    with live.client(make_key(live, "read")) as http:
+        assert "/api/streams" in http.get("/api/openapi.json").json()["paths"]
 
 
 def test_serve_answers_without_nagle_delay() -> None:

@@ -81,7 +81,8 @@ def test_upload_is_stored_by_hash_and_shows_on_the_board(
     assert "output_path" not in board["videos"][0]  # paths on the server's disk stay there
     detail = http.get(f"/api/video/videos/{video['video_id']}").json()
     assert [step["type"] for step in detail["timeline"]] == ["VideoUploaded"]
-    missing = http.get(f"/api/video/videos/{video['video_id']}/thumbnail")
+    # the outputs are resources of their own, named by thumbnail_url once they exist; before, 404
+    missing = http.get(f"/api/video/outputs/{video['video_id']}/thumbnail.png")
     assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
 
 
@@ -96,7 +97,8 @@ def test_a_worker_transcodes_and_the_outputs_are_served(
     assert board["counts"] == {"succeeded": 1} and row["worker"] == "test-worker"
     assert (
         row["processing_seconds"] is not None
-        and row["thumbnail_url"] == f"/api/video/videos/{video_id}/thumbnail"
+        and row["thumbnail_url"] == f"/api/video/outputs/{video_id}/thumbnail.png"
+        and row["output_url"] == f"/api/video/outputs/{video_id}/360p.mp4"
     )
     detail = http.get(f"/api/video/videos/{video_id}").json()
     assert [s["type"] for s in detail["timeline"]] == [
@@ -114,7 +116,7 @@ def test_a_worker_transcodes_and_the_outputs_are_served(
     codec, width, height, _ = probe(saved)
     assert (codec, height) == ("h264", 360) and width == 480
     retried = http.post(f"/api/video/videos/{video_id}/retry")
-    assert retried.status_code == 422 and retried.json()["error"] == "RetryNotAllowed"
+    assert retried.status_code == 409 and retried.json()["error"] == "RetryNotAllowed"
 
 
 def test_a_bad_upload_is_parked_and_can_be_retried(
@@ -147,13 +149,20 @@ def test_bad_requests_are_problems(make_server: ServerFactory, clip: Path, tmp_p
         small = tmp_path / "small.bin"
         small.write_bytes(b"x" * 100)
         assert upload(http, small, video_id="bad id!").status_code == 422
-        assert upload(http, small, video_id="one").status_code == 201
+        # FastAPI reads an empty form field as not sent (the default); the schema says minLength 1
+        for field in ("uploader", "video_id"):
+            empty_field = upload(http, small, **{field: ""})
+            assert empty_field.status_code == 422, empty_field.text  # it was a 201
+            assert empty_field.json()["errors"] == [{"loc": ["body", field], "msg": "must not be empty"}]
+        assert upload(http, small, uploader="x\u0000y").status_code == 422  # kept in the metadata
+        created = upload(http, small, video_id="one")
+        assert created.status_code == 201 and created.headers["location"] == "/api/video/videos/one"
         again = upload(http, small, video_id="one")
         assert again.status_code == 409 and again.json()["stream"] == "video-one"  # the id is taken
         assert http.get("/api/video/videos/nope").status_code == 404
-        assert http.get("/api/video/videos/nope/output").status_code == 404
+        assert http.get("/api/video/outputs/nope/360p.mp4").status_code == 404
         assert http.post("/api/video/videos/nope/retry").status_code == 404
-        assert http.get("/api/video/videos/..%2F..%2Fetc/thumbnail").status_code in (404, 422)
+        assert http.get("/api/video/outputs/..%2F..%2Fetc/thumbnail.png").status_code in (404, 422)
 
 
 def test_uploaded_names_are_labels_never_paths(live: LiveServer, http: httpx.Client, tmp_path: Path) -> None:
@@ -203,8 +212,8 @@ def test_outputs_outside_the_blob_folder_are_never_served(
             ],
         )
         assert status(http, video_id) == "succeeded"
-        for which in ("thumbnail", "output"):
-            refused = http.get(f"/api/video/videos/{video_id}/{which}")
+        for which in ("thumbnail.png", "360p.mp4"):
+            refused = http.get(f"/api/video/outputs/{video_id}/{which}")
             assert refused.status_code == 404, thumbnail
             assert b"secret" not in refused.content
 
@@ -226,7 +235,7 @@ def test_scopes_apply(live: LiveServer, clip: Path) -> None:
         assert http.post(f"/api/video/videos/{video_id}/retry").status_code == 403
     with live.client(carts) as http:
         assert http.get("/api/video/board").status_code == 403
-        assert http.get(f"/api/video/videos/{video_id}/thumbnail").status_code == 403
+        assert http.get(f"/api/video/outputs/{video_id}/thumbnail.png").status_code == 403
 
 
 def test_the_board_needs_sql(make_server: ServerFactory) -> None:

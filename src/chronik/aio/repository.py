@@ -55,12 +55,16 @@ class Repository(RepositoryBase):
         self._check_time_travel(version, recorded_at, occurred_at)
         stream = aggregate_class.stream_name(id)
         if occurred_at is not None:
-            occurred = await self._read(stream, occurred_until=occurred_at)
+            occurred = await self._read(
+                stream, to_version=version, recorded_until=recorded_at, occurred_until=occurred_at
+            )
             return self._as_occurred(aggregate_class(id), occurred, occurred_at)
 
         target = version
         if recorded_at is not None:
-            last = await self._read(stream, recorded_until=recorded_at, backwards=True, limit=1)
+            last = await self._read(
+                stream, from_version=version, recorded_until=recorded_at, backwards=True, limit=1
+            )
             target = self._recorded_target(stream, last, recorded_at)
 
         restored = await self._restore(aggregate_class, id, target) if use_snapshots else None

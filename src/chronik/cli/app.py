@@ -1,14 +1,15 @@
 """The `chronik` command: append, read, audit and hydrate streams from a shell, and run the demos.
 
-Exit codes: 0 done; 1 the request was understood but refused or failed (bad JSON, unknown stream,
-a concurrent write); 2 the command line itself is wrong (typer's usage errors). A user's mistake
-is a one-line message on stderr, never a traceback.
+Exit codes (docs/CLI.md, for every command): 0 done; 1 the request was understood but refused or
+failed, or what it names was not found (bad JSON, unknown stream, group or projection, a
+concurrent write); 2 the command line itself is wrong (typer's usage errors, a time that is not
+one). A user's mistake is a one-line message on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib.metadata import version as package_version
 from typing import Annotated, Any
 
@@ -32,12 +33,13 @@ from chronik.cli.stores import (
     demo_store_url,
     opened_store,
     reported_errors,
+    usage_error,
 )
 from chronik.cli.tables import history_table, print_events, stdout_console
 from chronik.cli.video import video_app
 from chronik.domain import aggregates
-from chronik.errors import InvalidExpectedVersion
-from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version
+from chronik.errors import InvalidExpectedVersion, InvalidInput
+from chronik.events.envelope import ExpectedVersion, NewEvent, parse_expected_version, parse_time
 
 app = CliApp(
     name="chronik",
@@ -74,16 +76,16 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def parse_moment(text: str | None, option: str) -> datetime | None:
-    """An ISO 8601 time; without a zone it is taken as UTC (the store's own zone)."""
+    """An ISO 8601 time on a date chronik takes (`envelope.parse_time`; no zone: UTC).
+
+    A time that is not one, or out of range, is a wrong command line: one line, exit code 2.
+    """
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)", param_hint=option
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_time(text, option)
+    except InvalidInput as error:
+        usage_error(str(error))
 
 
 def compact(value: Any) -> str:
@@ -218,9 +220,10 @@ def state(
     ] = None,
     store_url: StoreOption = None,
 ) -> None:
-    """Hydrate a stream through its registered aggregate and print the state as JSON."""
-    if sum(value is not None for value in (as_of, version, occurred_as_of)) > 1:
-        raise typer.BadParameter("choose one of --as-of, --version, --occurred-as-of", param_hint="--as-of")
+    """Hydrate a stream through its registered aggregate and print the state as JSON.
+
+    The bounds combine: --as-of with --occurred-as-of is what was true then, as known at --as-of.
+    """
     recorded_at = parse_moment(as_of, "--as-of")
     occurred_at = parse_moment(occurred_as_of, "--occurred-as-of")
     with opened_store(store_url) as store:

@@ -37,8 +37,8 @@ from chronik.audit import verify as verify_log
 from chronik.audit.chains import ORDER_KINDS
 from chronik.audit.seals import DEFAULT_SEAL_EVENTS
 from chronik.audit.signing import fingerprint
-from chronik.cli.projections import _fail, _out, _progress, _store
-from chronik.cli.stores import StoreOption
+from chronik.cli.projections import _out, _progress, _store
+from chronik.cli.stores import StoreOption, fail, usage_error
 from chronik.errors import ChronikError
 
 EXIT_TAMPERED: Final = 1
@@ -96,7 +96,7 @@ def trace_command(
     with _store(store_url) as store:
         events = trace_operation(store, correlation_id)
         if not events:
-            _fail(f"no event carries correlation id {correlation_id!r}", code=1)
+            fail(f"no event carries correlation id {correlation_id!r}")
         table = Table(title=f"operation {correlation_id}: {len(events)} event(s)")
         for column in ("position", "recorded at", "stream", "version", "type", "actor", "caused by"):
             table.add_column(column)
@@ -207,7 +207,7 @@ def seal_command(
         try:
             new = seal_log(store, max_events=seal_size, signer=signer)
         except TamperDetected as error:
-            _fail(str(error), code=EXIT_TAMPERED)
+            fail(str(error), EXIT_TAMPERED)
         console = _out()
         for row in new:
             signed = " (signed)" if row.signature is not None else ""
@@ -249,4 +249,4 @@ def _checked(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return function(*args, **kwargs)
     except (SigningKeyError, ChronikError) as error:
-        _fail(str(error))
+        usage_error(str(error))

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from chronik.cli.help import CliApp
-from chronik.cli.stores import StoreOption, opened_store, reported_errors
+from chronik.cli.stores import StoreOption, fail, opened_store, reported_errors
 from chronik.cli.tables import stdout_console
 from chronik.groups import (
     DEFAULT_PARTITIONS,
@@ -219,9 +219,17 @@ def discard(
     parked_ids: Annotated[list[int], typer.Argument(help="Ids of parked events to drop for good.")],
     store: StoreOption = None,
 ) -> None:
-    """Drop parked events without applying them."""
+    """Drop parked events without applying them. An id not parked in GROUP is an error (exit 1)."""
     with opened_store(store) as event_store:
-        dropped = discard_parked(event_store, group, parked_ids)
+        missing = [
+            parked_id for parked_id in parked_ids if not discard_parked(event_store, group, [parked_id])
+        ]
+    dropped = len(parked_ids) - len(missing)
+    if missing:
+        fail(
+            f"discarded {dropped} of {len(parked_ids)}: no parked event "
+            f"{', '.join(map(str, missing))} in group {group!r}"
+        )
     console.print(f"discarded {dropped} of {len(parked_ids)}")
 
 

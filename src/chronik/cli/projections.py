@@ -15,8 +15,8 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final, NoReturn
+from datetime import datetime, timedelta
+from typing import Annotated, Final
 
 import typer
 from rich.console import Console
@@ -35,11 +35,11 @@ from rich.table import Table
 from rich.text import Text
 
 from chronik.cli.help import CliApp
-from chronik.cli.stores import StoreOption, missing_sqlite_file
-from chronik.errors import ChronikError
+from chronik.cli.stores import StoreOption, fail, missing_sqlite_file
+from chronik.errors import ChronikError, InvalidInput
+from chronik.events.envelope import parse_time
 from chronik.projections import (
     Projection,
-    ProjectionHandlerFailed,
     ProjectionNotBuilt,
     ProjectionRunner,
     build_as_of,
@@ -81,31 +81,20 @@ def _out() -> Console:
     return Console(soft_wrap=True, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and the exit code: like `diff`, 1 is the answer "no" (rows differ, the log
-    was altered) and 2 that the command could not run, so a cron job can tell the two apart. The
-    message is escaped (a database's message may hold `[...]`, which rich would take for markup)
-    and never wrapped (scripts read the line whole)."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def _store(url: str | None) -> Iterator[EventStore]:
     """Open the store, refusing to create an empty SQLite file for a mistyped path."""
     url = url or default_store_url()
     if (path := missing_sqlite_file(url)) is not None:
-        _fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
+        fail(f"no store at {path!r} (from {url}); pass --store or set CHRONIK_STORE")
     try:
         store = open_store(url)
     except ChronikError as error:
-        _fail(str(error))
+        fail(str(error))
     try:
         yield store
-    except ProjectionHandlerFailed as error:  # the data or a handler: the answer is "no", not a usage error
-        _fail(str(error), code=1)
-    except ChronikError as error:
-        _fail(str(error))
+    except ChronikError as error:  # refused, not found, or a handler failed on the data
+        fail(str(error))
     finally:
         store.close()
 
@@ -119,9 +108,9 @@ def _load_modules(modules: list[str] | None) -> None:
         except ImportError as error:
             if name in BUILTIN_MODULES:
                 continue  # the example is optional
-            _fail(f"cannot import projection module {name!r}: {error}")
+            fail(f"cannot import projection module {name!r}: {error}", code=2)
         except Exception as error:  # the module itself fails (a bad declaration, a bug at import)
-            _fail(f"cannot import projection module {name!r}: {describe_cause(error)}")
+            fail(f"cannot import projection module {name!r}: {describe_cause(error)}", code=2)
 
 
 def _projection(store: EventStore, name: str, modules: list[str] | None) -> Projection:
@@ -129,7 +118,7 @@ def _projection(store: EventStore, name: str, modules: list[str] | None) -> Proj
     try:
         return projection_named(name)(store)
     except ChronikError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _run_rate(task: Task) -> float | None:
@@ -214,10 +203,13 @@ def _parse_as_of(text: str) -> tuple[int | None, datetime | None]:
     if cleaned.isdigit():
         return int(cleaned), None
     try:
-        moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+        datetime.fromisoformat(cleaned)
     except ValueError:
-        _fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)")
-    return None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        fail(f"--as-of {text!r} is neither a log position nor an ISO 8601 time (2026-01-31T12:00Z)", code=2)
+    try:
+        return None, parse_time(cleaned, "--as-of")
+    except InvalidInput as error:  # a time, but on a date chronik does not take
+        fail(str(error), code=2)
 
 
 # -- projections rebuild | status ---------------------------------------------------------------
@@ -348,10 +340,10 @@ def run_command(
     with _store(store_url) as store:
         _load_modules(modules)
         if names and run_all:
-            _fail("pass projection names or --all, not both")
+            fail("pass projection names or --all, not both", code=2)
         if not names and not run_all:
             known = ", ".join(registered_projections()) or "none are registered"
-            _fail(f"name the projections to run (registered: {known}), or pass --all to run every one")
+            fail(f"name the projections to run (registered: {known}), or pass --all to run every one", code=2)
         chosen = names or list(registered_projections())
         projections = [_projection(store, name, modules) for name in chosen]
         runner = ProjectionRunner(store, projections, batch_size=batch_size, rebuild_stale=rebuild_stale)
@@ -389,7 +381,7 @@ def drop_scratch_command(
         labels = scratch_labels(projection)
         if label is not None:
             if label not in labels:
-                _fail(f"{name} has no scratch set {label!r} (it has: {', '.join(labels) or 'none'})")
+                fail(f"{name} has no scratch set {label!r} (it has: {', '.join(labels) or 'none'})")
             labels = [label]
         for each in labels:
             drop_scratch_label(projection, each)
@@ -410,12 +402,12 @@ def reconcile_command(
     with _store(store_url) as store:
         projection = _projection(store, name, modules)
         if projection.registry_row() is None:  # checked before the progress bar starts
-            _fail(str(ProjectionNotBuilt(name)), code=1)
+            fail(str(ProjectionNotBuilt(name)))
         try:
             with _progress(f"reconcile {name}") as progress:
                 report = reconcile_projection(projection, batch_size=batch_size, progress=progress)
         except ProjectionNotBuilt as error:
-            _fail(str(error), code=1)
+            fail(str(error))
         console = _out()
         if report.ok:
             console.print(

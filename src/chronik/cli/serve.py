@@ -1,8 +1,9 @@
-"""`chronik serve` and `chronik keys create|list|revoke`.
+"""`chronik serve` and `chronik keys create|list|revoke|open-access`.
 
 `serve` binds to 127.0.0.1 unless told otherwise, and refuses (exit 2) to bind anywhere else
 while the store holds no API key: an event store open to the network without authentication is
-never a default. On loopback with no keys, requests are allowed without one.
+never a default. On loopback, requests are allowed without a key until the first key is created;
+revoking keys never allows them again, `chronik keys open-access` does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from chronik.cli.stores import StoreOption
 from chronik.errors import ChronikError
 from chronik.store import default_store_url, open_store
 
-keys_app = CliApp(help="API keys for `chronik serve`: create, list, revoke.", no_args_is_help=True)
+keys_app = CliApp(
+    help="API keys for `chronik serve`: create, list, revoke; open access again.", no_args_is_help=True
+)
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, highlight=False)
 
@@ -89,9 +92,9 @@ def serve(
     try:
         try:
             ring = keyring_for(store)
-            has_keys = ring.has_active_keys()
+            has_keys, keys_required = ring.has_active_keys(), ring.requires_keys()
         except KeyRingError:
-            ring, has_keys = None, False
+            ring, has_keys, keys_required = None, False, False
         if not loopback and not has_keys:
             raise _fail(
                 f"refusing to serve on {host}: no API key exists in {store.url}, so anyone who can reach "
@@ -105,7 +108,7 @@ def serve(
         )
         if demo:
             start_demo(app.state.chronik)
-        auth = "API keys required" if has_keys else "no API keys: open to this machine only"
+        auth = "API keys required" if keys_required else "no API keys: open to this machine only"
         err.print(f"chronik serving {store.url} on http://{shown}:{port}/ ({auth})", highlight=False)
         config = uvicorn.Config(
             app,
@@ -176,10 +179,16 @@ def list_keys(store_url: StoreOption = None) -> None:
 
     with open_store(store_url) as store:
         try:
-            keys = keyring_for(store).list()
+            ring = keyring_for(store)
+            keys, required = ring.list(), ring.requires_keys()
         except ChronikError as error:
             raise _fail(str(error), 1) from None
-    table = Table(title=f"API keys in {store.url if store_url else default_store_url()}")
+    table = Table(
+        title=f"API keys in {store.url if store_url else default_store_url()}",
+        caption="keys required"
+        if required
+        else "open: a loopback server takes requests without a key until a key is created",
+    )
     for column in ("id", "name", "scopes", "streams", "created", "state"):
         table.add_column(column)
     for key in keys:
@@ -212,3 +221,22 @@ def revoke_key(
     if not revoked:
         raise _fail(f"no active key {key_id!r}", 1)
     out.print(f"revoked key {key_id}")
+
+
+@keys_app.command("open-access")
+def open_access(store_url: StoreOption = None) -> None:
+    """Let a loopback server take requests without a key again (refused while a key is active).
+
+    Revoking every key never does this by itself: once keys are in use they stay required.
+    """
+    from chronik.server.keys import keyring_for
+
+    with open_store(store_url) as store:
+        try:
+            keyring_for(store).open_access(now=store.clock())
+        except ChronikError as error:
+            raise _fail(str(error), 1) from None
+    out.print(
+        "access is open: a server on a loopback address takes requests without a key (a running one "
+        "within a second) until a key is created; servers on other addresses still refuse them"
+    )

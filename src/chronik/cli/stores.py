@@ -63,11 +63,18 @@ class CommandFailed(Exception):
     """A request understood but refused: reported as one line, exit code 1."""
 
 
-def fail(message: str) -> NoReturn:
-    """Print `error: message` on stderr and exit 1 (the command was understood but refused)."""
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print `error: message` on stderr, one line never wrapped (scripts read it whole), and exit:
+    1 the command was understood but refused or something was not found, 2 (`usage_error`) the
+    command line is wrong. The convention of every command, written down in docs/CLI.md."""
     # Escaped: a path or a database's message may hold `[...]`, which Rich would read as markup.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
+
+
+def usage_error(message: str) -> NoReturn:
+    """A value on the command line that cannot be right (a time that is not one): one line, exit 2."""
+    fail(message, 2)
 
 
 @contextlib.contextmanager

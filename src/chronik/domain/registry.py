@@ -7,14 +7,24 @@ their classes at start-up; core modules never register anything themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import msgspec
+
 from chronik.domain.aggregate import Aggregate
 from chronik.domain.repository import Repository, register_events
-from chronik.errors import InvalidInput, UnknownAggregateType, VersionNotFound
-from chronik.events.codec import EventCodec
-from chronik.events.envelope import category_of, check_stream_name
+from chronik.errors import (
+    AggregateNotFound,
+    EventDecodingError,
+    EventDoesNotFit,
+    InvalidInput,
+    UnknownAggregateType,
+    VersionNotFound,
+)
+from chronik.events.codec import DECODING_ERRORS, EventCodec
+from chronik.events.envelope import NewEvent, category_of, check_stream_name
 from chronik.store.contract import EventStore
 
 AggregateClassT = TypeVar("AggregateClassT", bound=type[Aggregate[Any]])
@@ -49,6 +59,32 @@ class AggregateRegistry:
         except KeyError:
             raise UnknownAggregateType(category, self.categories()) from None
 
+    def check_events(self, stream: str, events: Sequence[NewEvent]) -> None:
+        """Refuse events that would leave a stream its aggregate cannot be loaded from.
+
+        A stream whose category has a registered aggregate is that aggregate's: an event there of a
+        type it has no applier for, or whose data does not decode into the event's class, would make
+        every later load of it fail (and every read model that lists it). The HTTP API's generic
+        append checks with this before it writes; streams of other categories take any event.
+        """
+        try:
+            aggregate_class = self.for_stream(stream)
+        except (UnknownAggregateType, InvalidInput):
+            return  # not an aggregate's stream (an invalid name is the store's to refuse)
+        name = aggregate_class.__name__
+        for event in events:
+            try:
+                event_class, decode = self.codec.decoder_for(event.type, event.schema_version)
+            except EventDecodingError as error:
+                raise EventDoesNotFit(stream, name, event.type, str(error)) from None
+            if event_class not in aggregate_class.appliers:
+                applied = ", ".join(sorted(cls.__name__ for cls in aggregate_class.appliers))
+                raise EventDoesNotFit(stream, name, event.type, f"{name} applies only {applied}")
+            try:
+                decode(msgspec.json.encode(event.data).decode())
+            except (*DECODING_ERRORS, TypeError) as error:
+                raise EventDoesNotFit(stream, name, event.type, f"its data: {error}") from None
+
     def repository(self, store: EventStore) -> Repository:
         return Repository(store, self.codec)
 
@@ -64,14 +100,22 @@ class AggregateRegistry:
         """The aggregate a stream holds (now or as of the past) and its state as JSON-ready builtins."""
         aggregate_class = self.for_stream(stream)
         id = stream.partition("-")[2]
-        if not id:
-            raise InvalidInput(f"stream {stream!r} has no aggregate id after {aggregate_class.category!r}-")
+        if not id:  # such a stream may hold events, but no aggregate: not found, like an empty one
+            raise AggregateNotFound(stream, f"has no aggregate id after {aggregate_class.category!r}-")
         aggregate = self.repository(store).load(
             aggregate_class, id, version=version, recorded_at=recorded_at, occurred_at=occurred_at
         )
         # `Repository.load` reads `version` as "at or before"; a person asking for version 99 of a
         # stream that ends at 3 has made a mistake, and is told so (`chronik state`, GET .../state).
-        if version is not None and aggregate.version is not None and aggregate.version < version:
+        # With a time bound as well, the bounds combine: the version the stream had by then may be
+        # lower than the one asked for, and that is the answer, not a mistake.
+        pure_version = recorded_at is None and occurred_at is None
+        if (
+            pure_version
+            and version is not None
+            and aggregate.version is not None
+            and aggregate.version < version
+        ):
             raise VersionNotFound(stream, version, aggregate.version)
         return aggregate, aggregate.to_dict()
 

@@ -67,8 +67,6 @@ class RepositoryBase:
     def _check_time_travel(
         version: int | None, recorded_at: datetime | None, occurred_at: datetime | None
     ) -> None:
-        if sum(arg is not None for arg in (version, recorded_at, occurred_at)) > 1:
-            raise InvalidInput("time travel takes one of version, recorded_at or occurred_at, not several")
         if version is not None and (not isinstance(version, int) or version < 0):
             raise InvalidInput(f"version must be an integer >= 0, not {version!r}")
 
@@ -236,7 +234,7 @@ class Repository(RepositoryBase):
         occurred_at: datetime | None = None,
         use_snapshots: bool = True,
     ) -> AggregateT:
-        """The aggregate now, or as of the past (at most one of the three time-travel arguments).
+        """The aggregate now, or as of the past: the events within every bound given.
 
         * `version`: as of that stream version (the last version at or before it).
         * `recorded_at`: what the store knew at that moment: events recorded at or before it.
@@ -245,18 +243,25 @@ class Repository(RepositoryBase):
           late, back-dated), so no prefix of the stream, and hence no snapshot, stands for this
           view: it always replays from the first event.
 
-        A view of the past is read-only (`save` refuses it). Raises `AggregateNotFound` when the
-        stream has no events, or none yet at the requested point.
+        The bounds combine: `occurred_at` with `recorded_at` is the bitemporal view (what was true
+        in the world at one moment, as the store knew it at another); `version` with either also
+        keeps only the events up to that version. A view of the past is read-only (`save` refuses
+        it). Raises `AggregateNotFound` when the stream has no events, or none within the bounds.
         """
         self._check_time_travel(version, recorded_at, occurred_at)
         stream = aggregate_class.stream_name(id)
         if occurred_at is not None:
-            occurred = self._read(stream, occurred_until=occurred_at)
+            occurred = self._read(
+                stream, to_version=version, recorded_until=recorded_at, occurred_until=occurred_at
+            )
             return self._as_occurred(aggregate_class(id), occurred, occurred_at)
 
         target = version
         if recorded_at is not None:
-            last = self._read(stream, recorded_until=recorded_at, backwards=True, limit=1)
+            # backwards, `from_version` is the upper bound: the last event within both bounds
+            last = self._read(
+                stream, from_version=version, recorded_until=recorded_at, backwards=True, limit=1
+            )
             target = self._recorded_target(stream, last, recorded_at)
 
         restored = (

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import msgspec
@@ -26,15 +26,23 @@ from chronik.errors import (
     EventTooLarge,
     InvalidEventType,
     InvalidExpectedVersion,
+    InvalidInput,
     InvalidStreamName,
+    TimeOutOfRange,
 )
 
 MAX_NAME_LENGTH: Final = 255
 DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
 
 # Printable, no white space, no control characters. The category is the part before the first "-".
-_STREAM_NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
-_EVENT_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+# Python's `\s` is spelled out (the characters `str.isspace` names), so the same patterns, as text,
+# are the HTTP API's JSON Schema `pattern`s and mean the same in every regex engine.
+_NOT_IN_NAMES: Final = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+STREAM_NAME_PATTERN: Final = rf"^[^{_NOT_IN_NAMES}-][^{_NOT_IN_NAMES}]*$"
+CATEGORY_PATTERN: Final = rf"^[^{_NOT_IN_NAMES}-]+$"
+EVENT_TYPE_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.:\-]*$"
+_STREAM_NAME = re.compile(rf"[^{_NOT_IN_NAMES}]+")
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.strip("^$"))
 
 
 class StreamState(enum.Enum):
@@ -130,11 +138,48 @@ def check_event_type(event_type: object) -> str:
 _VALID_EVENT_TYPES: set[str] = set()
 
 
+EARLIEST_DATE: Final = date(1, 1, 2)
+LATEST_DATE: Final = date(9999, 12, 30)
+# The same rule as text, for the OpenAPI schema (a JSON Schema `pattern` on a date-time string).
+TIME_PATTERN: Final = r"^(?!0001-01-01|9999-12-31)"
+
+
+def check_time(moment: datetime, field: str) -> datetime:
+    """`moment` made timezone-aware (no zone: UTC), if it falls on a date chronik takes.
+
+    Times are stored in UTC, and Python's calendar ends at 0001-01-01 and 9999-12-31: converting
+    `0001-01-01T00:00+14:00` or `9999-12-31T23:59-14:00` to UTC falls off it. So the calendar's
+    first and last day are refused as written, in any offset: every other time converts to UTC
+    and back to any offset without leaving the calendar, and the rule is one an API schema can
+    state exactly (a pattern on the text), so what the schema admits is what the store takes.
+    Called where a user's time comes in: `NewEvent.occurred_at` on append, the HTTP API's time
+    fields and parameters, the CLI's time options.
+    """
+    if not EARLIEST_DATE <= moment.date() <= LATEST_DATE:
+        raise TimeOutOfRange(field, moment, EARLIEST_DATE.isoformat(), LATEST_DATE.isoformat())
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_time(text: str, field: str) -> datetime:
+    """A time as a user types it (ISO 8601; no offset: UTC), checked by `check_time`.
+
+    A `ValueError` names the field when the text is not a time at all.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{field} {text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from None
+    return check_time(moment, field)
+
+
 def format_timestamp(moment: datetime) -> str:
     """The stored form of a time: fixed-width ISO 8601 in UTC, so text order is time order."""
     if moment.tzinfo is None:
         raise ValueError(f"timestamps must be timezone-aware, got naive {moment!r}")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:  # a time that `check_time` refuses and a caller passed straight in
+        raise TimeOutOfRange("time", moment, EARLIEST_DATE.isoformat(), LATEST_DATE.isoformat()) from None
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -277,6 +322,8 @@ def encode_new_event(
         not isinstance(event.occurred_at, datetime) or event.occurred_at.tzinfo is None
     ):
         raise EventDataNotSerializable(event_type, "occurred_at", "must be a timezone-aware datetime")
+    if event.occurred_at is not None:
+        check_time(event.occurred_at, f"occurred_at of event {event_type!r}")
     event_id = event.event_id or event_id or new_event_id()
     if not isinstance(event_id, uuid.UUID):
         raise EventDataNotSerializable(event_type, "event_id", "must be a uuid.UUID")
@@ -305,20 +352,20 @@ def _encode_json_object(event_type: str, field: str, value: object) -> str:
     # Metadata is what the stores query (correlation and causation ids): PostgreSQL cannot turn a
     # JSON string holding U+0000 into text, so one such event would break every query of the
     # metadata (`chronik trace`) on that store. Refused on every backend, so a log moves freely.
-    if field == "metadata" and b"\\u0000" in encoded and _holds_nul(msgspec.json.decode(encoded)):
+    if field == "metadata" and b"\\u0000" in encoded and holds_nul(msgspec.json.decode(encoded)):
         raise EventDataNotSerializable(event_type, field, "must not contain the NUL character (U+0000)")
     return encoded.decode()
 
 
-def _holds_nul(value: object) -> bool:
+def holds_nul(value: object) -> bool:
     """Whether a decoded JSON value has U+0000 in any key or string (the fast byte check can be
-    fooled by an escaped backslash followed by `u0000`)."""
+    fooled by an escaped backslash followed by `u0000`; the HTTP API checks metadata with this)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(item) for item in value)
     return False
 
 

@@ -159,6 +159,10 @@ def _replay_one(
 def discard_parked(
     store: EventStore, group: str, parked_ids: Sequence[int], *, coordinator: GroupCoordinator | None = None
 ) -> int:
-    """Drop parked events for good (their effects are never applied); returns how many were dropped."""
+    """Drop parked events for good (their effects are never applied); returns how many were dropped.
+
+    An id that is not parked (any more) counts 0; an unknown group raises `GroupNotFound`.
+    """
     coordinator = coordinator or coordinator_for(store)
+    coordinator.load_group(group)
     return sum(coordinator.discard_parked(group, parked_id) for parked_id in parked_ids)

@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from chronik.aio import ThreadedStore
 from chronik.groups import GroupHandler
-from chronik.server.context import AppPage, ServerState
+from chronik.server.context import AppPage, ReadKey, ServerState
 from chronik.server.keys import KeyRing, KeyRingError, keyring_for
 from chronik.server.live import LiveLog
 from chronik.server.metrics import ServerMetrics
 from chronik.server.middleware import BodyLimit, MetricsAndHeaders
+from chronik.server.openapi import install_openapi
 from chronik.server.problems import declare_json_body_problems, install_problem_handlers
 from chronik.server.routes import APPLICATION_MODULES, groups, log, ops, projections, streams
 from chronik.server.telemetry import install_collectors
@@ -47,11 +48,13 @@ Events), hydrate any registered aggregate as of a version or a time, watch proje
 consumer groups.
 
 **Auth.** Send an API key as `Authorization: Bearer chronik_<id>_<secret>` (or `X-API-Key`).
-On a loopback address with no key created, requests are allowed without one.
+On a loopback address where no key was ever created, requests are allowed without one;
+revoking every key keeps keys required (`chronik keys open-access` opens the server again).
 
-**Errors** are `application/problem+json`: 409 for a version conflict (with `expected` and
-`actual`), 400/422 for bad input, 404, 413 for an event or a request over the size limit,
-401/403 for auth.
+**Errors** are `application/problem+json`: 422 for a request that does not fit this schema
+(`errors` names each field), 409 for what is refused given what is recorded (a version conflict
+with `expected` and `actual`, a domain rule with `error`), 400 for a body that cannot be read,
+404, 413 for an event or a request over the size limit, 401/403 for auth.
 """
 
 
@@ -66,7 +69,7 @@ def create_app(
     console: bool = True,
     blobs_dir: Path | None = None,
 ) -> FastAPI:
-    """Build the app. `allow_anonymous` (loopback only) lets requests without a key in while no key exists.
+    """Build the app. `allow_anonymous` (loopback only) admits requests without a key until keys are required.
 
     `blobs_dir` is where uploaded videos and their outputs live; by default beside a SQLite file
     (`app.db` -> `app-blobs/`), else `./chronik-blobs` (see `default_blobs_dir`).
@@ -118,9 +121,17 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads from a CDN; the console's "API reference" page reads the schema
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind the read scope
     )
     app.state.chronik = state
+    install_openapi(app)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_document(key: ReadKey) -> JSONResponse:
+        """The schema needs what every read needs: it maps every operation and every application the
+        server runs, which a server that requires keys shows to its key holders only."""
+        return JSONResponse(app.openapi())
+
     install_problem_handlers(app)
     install_collectors(state)
     for router in (ops.router, streams.router, log.router, projections.router, groups.router):

@@ -7,7 +7,7 @@ app around any store without globals.
 The dependencies are coroutines: FastAPI runs a plain `def` dependency on a thread, and the hot
 routes (append, read, the live subscription) are meant to take no thread of their own. Checking
 a key reads the key table, so that one step goes to a thread, only when a key is presented or
-the "are there keys?" answer is more than a second old.
+the "are keys required?" answer is more than a second old.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from chronik.groups import GroupHandler, GroupMember
@@ -76,7 +77,7 @@ class ServerState:
     aio_store: AsyncEventStore | None = None
     live: LiveLog | None = None  # the newest events, read once for every live subscriber
     _keys_checked: float = 0.0
-    _keys_present: bool = False
+    _keys_required: bool = False
 
     @property
     def aio(self) -> AsyncEventStore:
@@ -86,18 +87,22 @@ class ServerState:
         return self.aio_store
 
     def keys_known(self) -> bool:
-        """Whether `keys_present()` answers from memory (checked less than a second ago)."""
-        return self.keyring is None or time.monotonic() - self._keys_checked <= 1.0
+        """Whether `keys_required()` answers from memory (no key table read)."""
+        fresh = time.monotonic() - self._keys_checked <= 1.0
+        return not self.allow_anonymous or self.keyring is None or fresh
 
-    def keys_present(self) -> bool:
-        """Whether any active key exists, re-read at most once a second (keys change from the CLI)."""
+    def keys_required(self) -> bool:
+        """Whether requests need a key (`KeyRing.requires_keys`: revoking every key keeps them
+        required), re-read at most once a second (keys change from the CLI)."""
+        if not self.allow_anonymous:
+            return True
         if self.keyring is None:
             return False
         now = time.monotonic()
         if now - self._keys_checked > 1.0:
-            self._keys_present = self.keyring.has_active_keys()
+            self._keys_required = self.keyring.requires_keys()
             self._keys_checked = now
-        return self._keys_present
+        return self._keys_required
 
     def forget_key_cache(self) -> None:
         self._keys_checked = 0.0
@@ -130,7 +135,7 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     token = presented_token(request)
     challenge = {"WWW-Authenticate": 'Bearer realm="chronik"'}
     if token is None:
-        if state.allow_anonymous and not state.keys_present():
+        if not state.keys_required():
             return ANONYMOUS
         detail = (
             "this server requires an API key: send 'Authorization: Bearer <key>' "
@@ -143,10 +148,23 @@ def authenticate(request: Request, state: ServerState) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
+# Declared on every route that checks a key, so the OpenAPI schema lists both ways of sending one
+# (`securitySchemes`); `authenticate` reads the same two headers itself.
+_BEARER: Final = HTTPBearer(
+    auto_error=False, description="An API key: `Authorization: Bearer chronik_<id>_<secret>`."
+)
+_API_KEY: Final = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, as a header.")
+
+
+def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency: the caller's key, which must have `scope` (admin implies every scope)."""
 
-    async def dependency(request: Request) -> ApiKey:
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+        api_key: Annotated[str | None, Depends(_API_KEY)],
+    ) -> ApiKey:
+        del bearer, api_key  # for the schema: authenticate reads the headers (and tells 401 apart)
         state = state_of(request)
         if presented_token(request) is None and state.keys_known():
             key = authenticate(request, state)  # answered from memory

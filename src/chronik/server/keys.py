@@ -12,6 +12,11 @@ writes only those streams, and cannot use the log-wide read models (projections,
 
 The table `api_keys` lives next to the events (created idempotently), so `chronik keys create`
 against the same store URL takes effect in a running server at once.
+
+Once a key has been created, keys stay required (`requires_keys`), even after every key is revoked:
+revoking the last key must never open a server to anonymous requests. Opening it again is an
+explicit act, `chronik keys open-access` (`open_access`), refused while an active key exists; it
+records the moment in `api_access`, and any key created after it closes access again.
 """
 
 from __future__ import annotations
@@ -137,6 +142,24 @@ class KeyRing(abc.ABC):
     @abc.abstractmethod
     def has_active_keys(self) -> bool: ...
 
+    @abc.abstractmethod
+    def requires_keys(self) -> bool:
+        """Whether requests need a key: an active key exists, or a key was created (even one revoked
+        since) after access was last opened (`open_access`), or ever if it never was."""
+
+    def open_access(self, *, now: datetime) -> None:
+        """Let requests without a key in again (loopback servers only); refused while a key is active."""
+        active = [key.key_id for key in self.list() if key.active]
+        if active:
+            raise KeyRingError(
+                f"{len(active)} key(s) are active ({', '.join(active)}): revoke them first "
+                "(chronik keys revoke KEY_ID), then open access"
+            )
+        self._record_opening(now)
+
+    @abc.abstractmethod
+    def _record_opening(self, now: datetime) -> None: ...
+
 
 class SQLKeyRing(KeyRing):
     """The `api_keys` table beside the events; subclasses say how to reach their database.
@@ -146,11 +169,16 @@ class SQLKeyRing(KeyRing):
     """
 
     SQL_CREATE: ClassVar[str]
+    SQL_CREATE_ACCESS: ClassVar[str] = """CREATE TABLE IF NOT EXISTS api_access (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),   -- one row
+        opened_at TEXT NOT NULL                         -- the last `chronik keys open-access`
+    )"""
     SQL_COLUMNS: Final = "key_id, name, scopes, stream_prefixes, created_at, revoked_at, secret_sha256"
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._write(self.SQL_CREATE, ())
+        self._write(self.SQL_CREATE_ACCESS, ())
 
     @abc.abstractmethod
     def _write(self, sql: str, params: Sequence[object]) -> int:
@@ -204,6 +232,24 @@ class SQLKeyRing(KeyRing):
     def has_active_keys(self) -> bool:
         return bool(self._query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
 
+    def requires_keys(self) -> bool:
+        # Times are fixed-width UTC text, so text order is time order; `>=`: a key created in the
+        # same microsecond as the opening closes access (the safe side).
+        return bool(
+            self._query(
+                "SELECT 1 FROM api_keys WHERE revoked_at IS NULL "
+                "OR created_at >= COALESCE((SELECT opened_at FROM api_access WHERE id = 1), '') LIMIT 1",
+                (),
+            )
+        )
+
+    def _record_opening(self, now: datetime) -> None:
+        self._write(
+            "INSERT INTO api_access (id, opened_at) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET opened_at = excluded.opened_at",
+            (format_timestamp(now),),
+        )
+
 
 class SQLiteKeyRing(SQLKeyRing):
     SQL_CREATE = """CREATE TABLE IF NOT EXISTS api_keys (
@@ -256,6 +302,7 @@ class MemoryKeyRing(KeyRing):
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[ApiKey, str]] = {}
+        self._opened_at: datetime | None = None
         self._lock = threading.Lock()
 
     def _insert(self, key: ApiKey, secret_hash: str) -> None:
@@ -278,6 +325,14 @@ class MemoryKeyRing(KeyRing):
 
     def has_active_keys(self) -> bool:
         return any(key.active for key, _ in self._keys.values())
+
+    def requires_keys(self) -> bool:
+        opened = self._opened_at
+        return any(key.active or opened is None or key.created_at >= opened for key, _ in self._keys.values())
+
+    def _record_opening(self, now: datetime) -> None:
+        with self._lock:
+            self._opened_at = now
 
 
 def keyring_for(store: EventStore) -> KeyRing:

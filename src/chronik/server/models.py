@@ -1,55 +1,161 @@
 """The API's request and response bodies, as pydantic models: they are the OpenAPI schema.
 
-Bounds are part of the contract: integers stay below 2**62 (SQLite's INTEGER is 64-bit, and an
-out-of-range number must be a 422, not a crash), lists and pages are capped.
+Bounds are part of the contract: integers stay at or below 2**53 - 1 (an out-of-range number must
+be a 422, not a crash; and it is the largest integer every JSON reader, JavaScript's included, reads
+exactly, so the schema's bound means the same to the client as to the server), lists and pages are
+capped. The store's own rules (stream names, event types, no NUL in metadata) are stated here as
+patterns, so a request the schema admits is a request the store takes.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
-from chronik.events.envelope import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent
+from chronik.events.envelope import (
+    ANY,
+    EARLIEST_DATE,
+    EVENT_TYPE_PATTERN,
+    LATEST_DATE,
+    MAX_NAME_LENGTH,
+    NO_STREAM,
+    STREAM_EXISTS,
+    STREAM_NAME_PATTERN,
+    TIME_PATTERN,
+    ExpectedVersion,
+    NewEvent,
+    check_time,
+    holds_nul,
+)
 
-MAX_INT: Final = 2**62
+MAX_INT: Final = 2**53 - 1
 MAX_PAGE: Final = 1000
 MAX_BATCH: Final = 1000
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):  # pydantic would read true as 1; JSON Schema's integer is no boolean
+        raise ValueError("must be an integer, not true or false")
+    return value
+
+
+NOT_A_BOOL: Final = BeforeValidator(_not_a_bool)
+"""Last in an integer's `Annotated` (after its `Field` bounds, which then stay in the schema): a
+body's integer is what JSON Schema's `integer` admits, 2 and 2.0 but never true."""
+
+StreamName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=STREAM_NAME_PATTERN)]
+EventType = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=EVENT_TYPE_PATTERN)]
+
+# Text that ends up in an event's metadata (PostgreSQL cannot keep U+0000 in JSON text there, so the
+# store refuses it on every backend) or is shown as a label.
+NO_NUL: Final = r"^[^\x00]*$"
+PlainText = Annotated[str, Field(pattern=NO_NUL)]
+JSON_WITHOUT_NUL: Final = "JsonWithoutNul"
+"""The name of the schema of any JSON value with no U+0000 in a string or key: recursive, so it is
+a component of the API's schema (`server/openapi.py` adds it) that `Metadata`'s schema refers to
+(pydantic's own schema of a model with metadata, outside FastAPI, cannot resolve it)."""
+
+
+def _metadata_in(value: dict[str, Any]) -> dict[str, Any]:
+    if holds_nul(value):
+        raise ValueError("metadata must not contain the NUL character (U+0000), in a key or a string")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_metadata_in),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": f"#/components/schemas/{JSON_WITHOUT_NUL}"},
+            "description": "Any JSON object without U+0000 in it (the store's rule for metadata).",
+        }
+    ),
+]
 
 # An example's entity id in a URL or a body (a cart, an account, a video): it becomes part of a stream
 # name, so it is short and plain.
 EntityId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
-ExpectedVersionIn = Annotated[int, Field(ge=0, le=MAX_INT)] | Literal["any", "no_stream", "stream_exists"]
+# RFC 3339's date-time (`T` or `t`, `Z` or `z`), and also without an offset (then UTC). Nothing else
+# (pydantic's own datetime also takes Unix timestamps and dates alone): the schema says date-time.
+_DATE_TIME: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _time_in(value: object, info: ValidationInfo) -> datetime:
+    """A time from a request: RFC 3339 text on a date `check_time` takes, made timezone-aware."""
+    field = info.field_name or "time"
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and _DATE_TIME.fullmatch(value):
+        try:
+            moment = datetime.fromisoformat(value.upper())
+        except ValueError as error:
+            raise ValueError(f"{field} {value!r} is not a valid time: {error}") from None
+    else:
+        raise ValueError(f"{field} must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+    return check_time(moment, field)
+
+
+Time = Annotated[
+    datetime,
+    PlainValidator(_time_in),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIME_PATTERN,
+            "description": f"RFC 3339 (without an offset: UTC), on a date from {EARLIEST_DATE} to "
+            f"{LATEST_DATE}: the calendar's first and last day are refused, so any offset converts to UTC",
+        }
+    ),
+]
+"""A time in a request body or parameter: the one way the API reads times (see `check_time`)."""
+
+ExpectedVersionIn = (
+    Annotated[int, Field(ge=0, le=MAX_INT), NOT_A_BOOL] | Literal["any", "no_stream", "stream_exists"]
+)
 
 
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=255, examples=["ItemAdded"])
+    type: EventType = Field(examples=["ItemAdded"])
     data: dict[str, Any] = Field(default_factory=dict, examples=[{"sku": "tea", "quantity": 2}])
-    metadata: dict[str, Any] | None = Field(default=None, examples=[{"actor": "alice"}])
+    metadata: Metadata | None = Field(default=None, examples=[{"actor": "alice"}])
     event_id: uuid.UUID | None = Field(
         default=None, description="Give one to make a retried append idempotent."
     )
-    schema_version: int = Field(default=1, ge=1, le=1_000_000)
-    occurred_at: datetime | None = Field(default=None, description="Business time; default: when recorded.")
+    schema_version: Annotated[int, Field(ge=1, le=1_000_000), NOT_A_BOOL] = 1
+    occurred_at: Time | None = Field(default=None, description="Business time; default: when recorded.")
 
     def to_new_event(self) -> NewEvent:
-        occurred = self.occurred_at
-        if occurred is not None and occurred.tzinfo is None:
-            occurred = occurred.replace(tzinfo=UTC)
         return NewEvent(
             type=self.type,
             data=self.data,
             metadata=self.metadata,
             event_id=self.event_id,
             schema_version=self.schema_version,
-            occurred_at=occurred,
+            occurred_at=self.occurred_at,
         )
 
 
@@ -65,7 +171,7 @@ class AppendIn(BaseModel):
 
 
 class StreamAppendIn(AppendIn):
-    stream: str = Field(min_length=1, max_length=255)
+    stream: StreamName
 
 
 class MultiAppendIn(BaseModel):
@@ -149,10 +255,3 @@ def expected_from(value: ExpectedVersionIn | None) -> ExpectedVersion | None:
     if isinstance(value, int):
         return value
     return {"any": ANY, "no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}[value]
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC (the store's own zone)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

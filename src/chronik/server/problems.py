@@ -17,7 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from chronik.domain.aggregate import NoApplier
 from chronik.errors import (
     ChronikError,
     DomainError,
@@ -101,14 +103,16 @@ def problem_for(error: ChronikError) -> tuple[int, str, dict[str, Any]]:
             "Version not found",
             {"stream": error.stream, "version": error.version, "last_version": error.last_version},
         )
+    if isinstance(error, EventDecodingError | NoApplier):  # recorded events its code cannot apply
+        return 409, "Stored event does not decode", {"error": type(error).__name__}
     if isinstance(error, StreamNotFound):
         return 404, "Stream not found", {"stream": error.stream}
     if isinstance(error, UnknownAggregateType):
         return 404, "No aggregate for this category", {"category": error.category, "known": list(error.known)}
     if isinstance(error, HistoricalAggregate):
         return 409, "Historical aggregate", {}
-    if isinstance(error, DomainError):
-        return 422, "Refused by the domain", {"error": type(error).__name__}
+    if isinstance(error, DomainError):  # depends on what is recorded: a conflict, unlike a 422
+        return 409, "Refused by the domain", {"error": type(error).__name__}
     if isinstance(error, UnsupportedStore):
         return 501, "Not supported by this store", {}
     if isinstance(error, LookupError):
@@ -119,8 +123,6 @@ def problem_for(error: ChronikError) -> tuple[int, str, dict[str, Any]]:
         return 400, "Invalid input", {}
     if isinstance(error, StoreUnavailable):
         return 503, "Store unavailable", {"retryable": error.retryable}
-    if isinstance(error, EventDecodingError):
-        return 500, "Stored event does not decode", {}
     return 400, "Request refused", {}
 
 
@@ -200,6 +202,21 @@ def declare_json_body_problems(router: APIRouter) -> APIRouter:
     return router
 
 
+_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at the request's path (the `Allow` of a 405): each method is
+    tried against the routes, as the router itself would match it."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
@@ -223,11 +240,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed"}
+        headers = dict(error.headers) if error.headers else {}
+        if error.status_code == 405:  # Starlette names the methods of one route; a path has several
+            headers["Allow"] = allowed_methods(request)
         return problem_response(
             error.status_code,
             titles.get(error.status_code, "HTTP error"),
             str(error.detail) if error.detail else "",
-            headers=dict(error.headers) if error.headers else None,
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)

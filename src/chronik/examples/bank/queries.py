@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from chronik.domain import aggregates
-from chronik.errors import AggregateNotFound, InvalidInput, StreamNotFound
+from chronik.errors import AggregateNotFound, StreamNotFound
 from chronik.events.envelope import RecordedEvent
 from chronik.examples.bank.events import BALANCE_EVENTS, signed_amount
 from chronik.examples.bank.model import Account
@@ -34,8 +34,9 @@ class Balance(msgspec.Struct, frozen=True):
     status: str
     overdraft_limit_cents: int
     version: int  # the last stream version the answer includes
-    basis: str  # "now" | "business time" | "recorded time"
-    as_of: datetime | None = None
+    basis: str  # "now" | "business time" | "recorded time" | "business time, as recorded then"
+    as_of: datetime | None = None  # the business time if one was asked, else the recorded time
+    known_at: datetime | None = None  # the recorded time, when both were asked
 
 
 def balance_as_of(
@@ -45,16 +46,19 @@ def balance_as_of(
     occurred_at: datetime | None = None,
     recorded_at: datetime | None = None,
 ) -> Balance:
-    """The balance now, as it was in the world at `occurred_at`, or as the bank knew it at `recorded_at`.
+    """The balance now, as it was in the world at `occurred_at`, as the bank knew it at `recorded_at`,
+    or both: what the bank, at `recorded_at`, believed the balance was at `occurred_at` (the
+    statement's `known_at`, for one moment).
 
     Raises `AggregateNotFound` when the account did not exist (yet) at that moment.
     """
-    if occurred_at is not None and recorded_at is not None:
-        raise InvalidInput("ask as of business time (occurred_at) or recorded time (recorded_at), not both")
     account = aggregates.repository(store).load(
         Account, account_id, occurred_at=occurred_at, recorded_at=recorded_at
     )
-    basis = "business time" if occurred_at else "recorded time" if recorded_at else "now"
+    if occurred_at is not None:
+        basis = "business time" if recorded_at is None else "business time, as recorded then"
+    else:
+        basis = "recorded time" if recorded_at is not None else "now"
     assert account.version is not None
     return Balance(
         account_id=account_id,
@@ -64,6 +68,7 @@ def balance_as_of(
         version=account.version,
         basis=basis,
         as_of=occurred_at or recorded_at,
+        known_at=recorded_at if occurred_at is not None else None,
     )
 
 

@@ -18,8 +18,7 @@ request, whether or not a projection runner is running).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from fastapi import APIRouter, Query
@@ -29,11 +28,19 @@ from chronik.errors import AggregateNotFound
 from chronik.examples.bank import AccountBalances, Bank, CommandIdReused, CommandResult, Transfer, queries
 from chronik.projections import Projection, catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
-from chronik.server.models import EntityId
+from chronik.server.models import NO_NUL, NOT_A_BOOL, EntityId, Time
+from chronik.server.openapi import UNDECODABLE, problems
 from chronik.server.problems import Problem
 from chronik.server.routes.projections import projection_for
 
-router = APIRouter(prefix="/api/bank", tags=["bank example"])
+router = APIRouter(prefix="/api/bank", tags=["bank example"], responses=problems(503, UNDECODABLE))
+NO_ACCOUNT: Final = (404, "No such account, or not yet at that moment.")
+NO_SQL: Final = (501, "The bank's read models are projections: not on `memory://`.")
+REFUSED: Final = (
+    409,
+    "The bank refused it (`error`: InsufficientFunds, AccountNotOpen, AccountAlreadyOpened, "
+    "InvalidTransfer), or the command id is taken by another command (`CommandIdReused`).",
+)
 page = AppPage(
     name="bank",
     title="Bank",
@@ -41,15 +48,8 @@ page = AppPage(
 )
 
 CommandId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-/]+$")]
-Cents = Annotated[int, Field(ge=1, le=10**12)]
-Text = Annotated[str, Field(max_length=200)]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC, as everywhere in the API."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+Cents = Annotated[int, Field(ge=1, le=10**12), NOT_A_BOOL]
+Text = Annotated[str, Field(max_length=200, pattern=NO_NUL)]  # kept in the events' metadata too
 
 
 class OpenAccountIn(BaseModel):
@@ -58,8 +58,8 @@ class OpenAccountIn(BaseModel):
     account_id: EntityId
     owner: Text = Field(min_length=1)
     command_id: CommandId
-    overdraft_limit_cents: int = Field(default=0, ge=0, le=10**12)
-    occurred_at: datetime | None = None
+    overdraft_limit_cents: Annotated[int, Field(ge=0, le=10**12), NOT_A_BOOL] = 0
+    occurred_at: Time | None = None
 
 
 class MoneyIn(BaseModel):
@@ -68,7 +68,7 @@ class MoneyIn(BaseModel):
     amount_cents: Cents
     command_id: CommandId
     description: Text = ""
-    occurred_at: datetime | None = Field(
+    occurred_at: Time | None = Field(
         default=None, description="business time, to back-date an entry (default: when it is recorded)"
     )
 
@@ -90,8 +90,9 @@ def _bank(key_name: str, state: ServerState) -> Bank:
 
 
 def _command(run: Callable[[], CommandResult]) -> dict[str, Any]:
-    """Run a bank command; a reused command id is a conflict with what is recorded (409), not a
-    domain refusal of the command itself (422): the client must pick a new id, not other values."""
+    """Run a bank command; a reused command id is a 409 of its own kind (`Command id reused`, with
+    both commands), not a refusal of the command by the rules: the client picks a new id, not
+    other values."""
     try:
         result = run()
     except CommandIdReused as reused:
@@ -124,7 +125,7 @@ def _balance(state: ServerState, account_id: str) -> dict[str, Any]:
 # -- accounts -----------------------------------------------------------------------------------------
 
 
-@router.get("/accounts", summary="Accounts with their balances")
+@router.get("/accounts", summary="Accounts with their balances", responses=problems(NO_SQL))
 def list_accounts(
     state: StateDep,
     key: ReadKey,
@@ -143,9 +144,9 @@ def list_accounts(
     }
 
 
-@router.post("/accounts", summary="Open an account")
+@router.post("/accounts", summary="Open an account", responses=problems(REFUSED))
 def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    """422 (`AccountAlreadyOpened`) if another command took the id; the same command again is acknowledged.
+    """409 (`AccountAlreadyOpened`) if another command took the id; the same command again is acknowledged.
 
     409 (`CommandIdReused`) if the command id already opened it for another owner or limit.
     """
@@ -156,44 +157,48 @@ def open_account(body: OpenAccountIn, state: StateDep, key: AppendKey) -> dict[s
             body.owner,
             command_id=body.command_id,
             overdraft_limit_cents=body.overdraft_limit_cents,
-            occurred_at=_utc(body.occurred_at),
+            occurred_at=body.occurred_at,
         )
     )
     return {**result, "account": _balance(state, body.account_id)}
 
 
-@router.get("/accounts/{account_id}", summary="An account's balance, now or as of a moment")
+@router.get(
+    "/accounts/{account_id}",
+    summary="An account's balance, now or as of a moment",
+    responses=problems(NO_ACCOUNT),
+)
 def account_balance(
     account_id: EntityId,
     state: StateDep,
     key: ReadKey,
     occurred_at: Annotated[
-        datetime | None, Query(description="business time: what was true in the world then")
+        Time | None, Query(description="business time: what was true in the world then")
     ] = None,
-    recorded_at: Annotated[
-        datetime | None, Query(description="recorded time: what the bank knew then")
-    ] = None,
+    recorded_at: Annotated[Time | None, Query(description="recorded time: what the bank knew then")] = None,
 ) -> dict[str, Any]:
-    """Replays the account's events up to the moment.
+    """Replays the account's events up to the moment; 404 if it did not exist (yet) then.
 
-    404 if it did not exist (yet) then; 400 if both kinds of time are given.
+    Both times together: what the bank, at `recorded_at`, believed the balance was at `occurred_at`.
     """
     check_stream_access(key, f"account-{account_id}")
-    balance = queries.balance_as_of(
-        state.store, account_id, occurred_at=_utc(occurred_at), recorded_at=_utc(recorded_at)
-    )
+    balance = queries.balance_as_of(state.store, account_id, occurred_at=occurred_at, recorded_at=recorded_at)
     out: dict[str, Any] = msgspec.to_builtins(balance)
     return out
 
 
-@router.post("/accounts/{account_id}/deposits", summary="Deposit money")
+@router.post(
+    "/accounts/{account_id}/deposits", summary="Deposit money", responses=problems(NO_ACCOUNT, REFUSED)
+)
 def deposit(account_id: EntityId, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     return _move_money("deposit", account_id, body, state, key)
 
 
-@router.post("/accounts/{account_id}/withdrawals", summary="Withdraw money")
+@router.post(
+    "/accounts/{account_id}/withdrawals", summary="Withdraw money", responses=problems(NO_ACCOUNT, REFUSED)
+)
 def withdraw(account_id: EntityId, body: MoneyIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    """422 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
+    """409 (`InsufficientFunds`) when the balance would go below minus the overdraft limit."""
     return _move_money("withdraw", account_id, body, state, key)
 
 
@@ -209,33 +214,39 @@ def _move_money(
             body.amount_cents,
             command_id=body.command_id,
             description=body.description,
-            occurred_at=_utc(body.occurred_at),
+            occurred_at=body.occurred_at,
         )
     )
     return {**result, "account": _balance(state, account_id)}
 
 
-@router.get("/accounts/{account_id}/statement", summary="A statement of a period, as known at a moment")
+@router.get(
+    "/accounts/{account_id}/statement",
+    summary="A statement of a period, as known at a moment",
+    responses=problems(NO_ACCOUNT),
+)
 def account_statement(
     account_id: EntityId,
     state: StateDep,
     key: ReadKey,
-    start: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
-    end: Annotated[datetime | None, Query(description="business time, inclusive")] = None,
+    start: Annotated[Time | None, Query(description="business time, inclusive")] = None,
+    end: Annotated[Time | None, Query(description="business time, inclusive")] = None,
     known_at: Annotated[
-        datetime | None, Query(description="recorded time: the statement as it would have been printed then")
+        Time | None, Query(description="recorded time: the statement as it would have been printed then")
     ] = None,
 ) -> dict[str, Any]:
     """Lines in business-time order, each with the running balance (the console's chart draws them)."""
     check_stream_access(key, f"account-{account_id}")
-    found = queries.statement(
-        state.store, account_id, start=_utc(start), end=_utc(end), known_at=_utc(known_at)
-    )
+    found = queries.statement(state.store, account_id, start=start, end=end, known_at=known_at)
     out: dict[str, Any] = msgspec.to_builtins(found)
     return out
 
 
-@router.get("/accounts/{account_id}/months", summary="Monthly summaries by business time")
+@router.get(
+    "/accounts/{account_id}/months",
+    summary="Monthly summaries by business time",
+    responses=problems((404, "No such account."), NO_SQL),
+)
 def account_months(account_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """From the `bank_monthly_statements` projection; 404 for an account that was never opened."""
     check_stream_access(key, f"account-{account_id}")
@@ -283,7 +294,7 @@ def list_transfers(
     return {"transfers": transfers}
 
 
-@router.post("/transfers", summary="Initiate a transfer")
+@router.post("/transfers", summary="Initiate a transfer", responses=problems(REFUSED))
 def initiate_transfer(body: TransferIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Records `TransferInitiated`; the process manager debits, credits (or refunds) shortly after.
 
@@ -300,7 +311,11 @@ def initiate_transfer(body: TransferIn, state: StateDep, key: AppendKey) -> dict
     return {**result, "transfer": _transfer_out(transfer)}
 
 
-@router.get("/transfers/{transfer_id}", summary="A transfer's status and its audit trail")
+@router.get(
+    "/transfers/{transfer_id}",
+    summary="A transfer's status and its audit trail",
+    responses=problems((404, "No such transfer.")),
+)
 def transfer_detail(transfer_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """The trail is every event the transfer caused, in every stream, in log order (its correlation id)."""
     check_stream_access(key, f"transfer-{transfer_id}")
@@ -316,7 +331,7 @@ def transfer_detail(transfer_id: EntityId, state: StateDep, key: ReadKey) -> dic
 # -- the books ----------------------------------------------------------------------------------------
 
 
-@router.get("/ledger", summary="The books, recomputed from the log")
+@router.get("/ledger", summary="The books, recomputed from the log", responses=problems(NO_SQL))
 def ledger(state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Balances + in transit = deposits - withdrawals; nobody overdrawn; the projection agrees."""
     check_stream_access(key, "account-")

@@ -7,19 +7,26 @@ cart example's projections (`carts_by_status`, `product_prices`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import chronik.examples.cart.projections  # noqa: F401 - registers carts_by_status and product_prices
 from chronik.domain import aggregates
 from chronik.examples.cart import Cart, Product, check_out
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
-from chronik.server.models import EntityId
+from chronik.server.models import NOT_A_BOOL, EntityId
+from chronik.server.openapi import UNDECODABLE, problems
 from chronik.server.routes.projections import projection_for
 
-router = APIRouter(prefix="/api/cart", tags=["cart example"])
+router = APIRouter(prefix="/api/cart", tags=["cart example"], responses=problems(503, UNDECODABLE))
+NO_SQL: Final = (501, "The cart's read models are projections: not on `memory://`.")
+NO_CART: Final = (404, "No such cart.")
+REFUSED: Final = (
+    409,
+    "The cart refused it (`error`: checked out, empty, an item not in it, a product not priced).",
+)
 page = AppPage(
     name="cart",
     title="Cart",
@@ -31,21 +38,41 @@ class AddItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: EntityId
-    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    quantity: Annotated[int, Field(ge=1, le=1_000_000), NOT_A_BOOL] = 1
+
+
+# Not blank: at least one character that `str.strip` keeps (the product's own rule).
+_NOT_BLANK: Final = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class ProductIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A new name, a new price, or both (the schema's `anyOf` says so, as `Product.update` does)."""
 
-    name: str | None = Field(default=None, max_length=200)
-    price_cents: int | None = Field(default=None, ge=0, le=10**12)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["name"], "properties": {"name": {"type": "string"}}},
+                {"required": ["price_cents"], "properties": {"price_cents": {"type": "integer"}}},
+            ]
+        },
+    )
+
+    name: str | None = Field(default=None, max_length=200, pattern=_NOT_BLANK)
+    price_cents: Annotated[int, Field(ge=0, le=10**12), NOT_A_BOOL] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProductIn:
+        if self.name is None and self.price_cents is None:
+            raise ValueError("give a new name, a new price, or both")
+        return self
 
 
 def _cart_out(cart: Cart) -> dict[str, Any]:
     return {"cart_id": cart.id, "stream": cart.stream, "version": cart.version, "state": cart.to_dict()}
 
 
-@router.get("/carts", summary="Carts by status")
+@router.get("/carts", summary="Carts by status", responses=problems(NO_SQL))
 def list_carts(
     state: StateDep,
     key: ReadKey,
@@ -67,7 +94,7 @@ def list_carts(
     return {"carts": carts}
 
 
-@router.get("/products", summary="Product price list")
+@router.get("/products", summary="Product price list", responses=problems(NO_SQL))
 def list_products(state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Products from the `product_prices` projection."""
     check_stream_access(key, "product-")
@@ -87,7 +114,7 @@ def _columns(state: ServerState, projection: str, table: str) -> list[tuple[str,
         return found.dialect.columns(connection, physical)
 
 
-@router.post("/carts/{cart_id}/items", summary="Add an item to a cart")
+@router.post("/carts/{cart_id}/items", summary="Add an item to a cart", responses=problems(REFUSED))
 def add_item(cart_id: EntityId, body: AddItemIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Creates the cart on its first item."""
     check_stream_access(key, Cart.stream_name(cart_id))
@@ -100,7 +127,9 @@ def add_item(cart_id: EntityId, body: AddItemIn, state: StateDep, key: AppendKey
     return _cart_out(cart)
 
 
-@router.delete("/carts/{cart_id}/items/{sku}", summary="Remove an item from a cart")
+@router.delete(
+    "/carts/{cart_id}/items/{sku}", summary="Remove an item from a cart", responses=problems(NO_CART, REFUSED)
+)
 def remove_item(
     cart_id: EntityId,
     sku: EntityId,
@@ -118,7 +147,11 @@ def remove_item(
     return _cart_out(cart)
 
 
-@router.post("/carts/{cart_id}/checkout", summary="Check a cart out at the current prices")
+@router.post(
+    "/carts/{cart_id}/checkout",
+    summary="Check a cart out at the current prices",
+    responses=problems(NO_CART, REFUSED),
+)
 def checkout(cart_id: EntityId, state: StateDep, key: AppendKey) -> dict[str, Any]:
     """Reads the prices and saves only if none changed meanwhile (retried on fresh prices otherwise)."""
     check_stream_access(key, Cart.stream_name(cart_id))
@@ -126,7 +159,11 @@ def checkout(cart_id: EntityId, state: StateDep, key: AppendKey) -> dict[str, An
     return _cart_out(cart)
 
 
-@router.put("/products/{sku}", summary="Create or update a product")
+@router.put(
+    "/products/{sku}",
+    summary="Create or update a product",
+    responses=problems((409, "Written concurrently, again and again (the retries ran out).")),
+)
 def update_product(sku: EntityId, body: ProductIn, state: StateDep, key: AppendKey) -> dict[str, Any]:
     check_stream_access(key, Product.stream_name(sku))
     repository = aggregates.repository(state.store)

@@ -8,7 +8,7 @@ but not replayed (409 says so).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import APIRouter, Query
@@ -18,23 +18,27 @@ from chronik.groups import discard_parked as discard
 from chronik.groups import group_status, list_parked, replay_parked
 from chronik.groups.coordinator import coordinator_for
 from chronik.server.context import AdminKey, ReadKey, StateDep, check_unrestricted
-from chronik.server.models import MAX_INT
+from chronik.server.models import MAX_INT, NOT_A_BOOL
+from chronik.server.openapi import problems
 from chronik.server.problems import Problem
 
-router = APIRouter(prefix="/api/groups", tags=["consumer groups"])
+router = APIRouter(prefix="/api/groups", tags=["consumer groups"], responses=problems(503))
+NOT_FOUND: Final = (404, "No consumer group of that name.")
 
 
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stream: str | None = Field(default=None, max_length=255, description="Only this stream's parked events.")
-    parked_id: int | None = Field(default=None, ge=1, le=MAX_INT, description="Only this parked event.")
+    parked_id: Annotated[int, Field(ge=1, le=MAX_INT), NOT_A_BOOL] | None = Field(
+        default=None, description="Only this parked event."
+    )
 
 
 class DiscardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[Annotated[int, Field(ge=1, le=MAX_INT)]] = Field(min_length=1, max_length=1000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_INT), NOT_A_BOOL]] = Field(min_length=1, max_length=1000)
 
 
 def _builtins(value: object) -> Any:
@@ -64,7 +68,7 @@ def list_groups(state: StateDep, key: ReadKey) -> dict[str, Any]:
     return {"groups": out}
 
 
-@router.get("/{group}", summary="One group's status")
+@router.get("/{group}", summary="One group's status", responses=problems(NOT_FOUND))
 def get_group(group: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Partitions with owner, epoch, lease, checkpoint, lag and parked count; members and their partitions."""
     check_unrestricted(key, "consumer groups")
@@ -79,7 +83,7 @@ def get_group(group: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
     return body
 
 
-@router.get("/{group}/parked", summary="Parked events")
+@router.get("/{group}/parked", summary="Parked events", responses=problems(NOT_FOUND))
 def get_parked(
     group: str,
     state: StateDep,
@@ -91,7 +95,17 @@ def get_parked(
     return {"group": group, "parked": _builtins(list_parked(state.store, group, stream=stream))}
 
 
-@router.post("/{group}/parked/replay", summary="Replay parked events")
+@router.post(
+    "/{group}/parked/replay",
+    summary="Replay parked events",
+    responses=problems(
+        NOT_FOUND,
+        (
+            409,
+            "This server does not run its handler, or the parked event is gone or waits behind another.",
+        ),
+    ),
+)
 def replay(group: str, body: ReplayIn, state: StateDep, key: AdminKey) -> dict[str, Any]:
     """Run parked events through the group's handler again, each stream in order; failures stay parked."""
     handler = state.group_handlers.get(group)
@@ -109,8 +123,7 @@ def replay(group: str, body: ReplayIn, state: StateDep, key: AdminKey) -> dict[s
     }
 
 
-@router.post("/{group}/parked/discard", summary="Discard parked events")
+@router.post("/{group}/parked/discard", summary="Discard parked events", responses=problems(NOT_FOUND))
 def discard_events(group: str, body: DiscardIn, state: StateDep, key: AdminKey) -> dict[str, Any]:
-    """Drop parked events for good: their effects are never applied."""
-    coordinator_for(state.store).load_group(group)
+    """Drop parked events for good: their effects are never applied (404 for an unknown group)."""
     return {"discarded": discard(state.store, group, body.ids)}

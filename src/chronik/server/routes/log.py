@@ -21,20 +21,27 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
-from chronik.events.envelope import RecordedEvent
+from chronik.events.envelope import CATEGORY_PATTERN, EVENT_TYPE_PATTERN, MAX_NAME_LENGTH, RecordedEvent
 from chronik.server.context import ReadKey, ServerState, StateDep
 from chronik.server.keys import ApiKey
 from chronik.server.live import sse_text
 from chronik.server.models import MAX_INT, MAX_PAGE, LogPage, json_response
-from chronik.server.problems import Problem
+from chronik.server.openapi import problems
 
-router = APIRouter(prefix="/api", tags=["log"])
+router = APIRouter(prefix="/api", tags=["log"], responses=problems(503))
 
 PAGE: Final = 500
 _subscription_ids = itertools.count(1)
 
-Names = Annotated[list[str] | None, Query(max_length=50)]
+LAST_EVENT_ID: Final = r"^[0-9]{1,15}$"
+Category = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=CATEGORY_PATTERN)]
+EventTypeName = Annotated[str, Field(max_length=MAX_NAME_LENGTH, pattern=EVENT_TYPE_PATTERN)]
+Categories = Annotated[list[Category] | None, Query(max_length=50, description="Only these categories.")]
+EventTypes = Annotated[
+    list[EventTypeName] | None, Query(max_length=50, description="Only these event types.")
+]
 
 
 def _visible(events: Sequence[RecordedEvent], key: ApiKey) -> list[RecordedEvent]:
@@ -47,8 +54,8 @@ async def read_log(
     key: ReadKey,
     from_position: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    category: Names = None,
-    type: Names = None,
+    category: Categories = None,
+    type: EventTypes = None,
 ) -> Response:
     """Events in global order from `from_position` (inclusive), optionally only some categories or types."""
     head = await state.aio.head_position()
@@ -174,26 +181,21 @@ async def subscribe(
     state: StateDep,
     key: ReadKey,
     from_position: Annotated[int, Query(ge=0, le=MAX_INT, description="First position to send.")] = 0,
-    category: Names = None,
-    type: Names = None,
+    category: Categories = None,
+    type: EventTypes = None,
     max_events: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
     timeout: Annotated[float, Query(gt=0, le=3600, description="Seconds before the server ends it.")] = 300,
     heartbeat: Annotated[float, Query(ge=0.5, le=300)] = 15,
-    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    last_event_id: Annotated[
+        str | None, Header(pattern=LAST_EVENT_ID, description="The global position last received.")
+    ] = None,
 ) -> StreamingResponse:
     """Catch up from `from_position`, then follow the log live. `Last-Event-ID` resumes after that position.
 
     Events: unnamed (`message`) events carry one recorded event as JSON with `id` = its global
     position; `caught_up` once the backlog is sent; `end` when a bound is reached.
     """
-    start = from_position
-    if last_event_id:
-        try:
-            start = int(last_event_id) + 1
-        except ValueError:
-            raise Problem(400, "Invalid input", "Last-Event-ID must be a global position") from None
-        if not 0 < start <= MAX_INT:
-            raise Problem(400, "Invalid input", "Last-Event-ID is out of range")
+    start = from_position if last_event_id is None else int(last_event_id) + 1  # the pattern: digits
     generator = _stream(
         request, state, key, start, category or None, type or None, max_events, timeout, heartbeat
     )

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from chronik.server.context import ANONYMOUS, ReadKey, StateDep, authenticate
+from chronik.server.openapi import problems
 from chronik.server.problems import Problem
 
 router = APIRouter(tags=["operations"])
@@ -20,7 +21,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get(
+    "/readyz", summary="Readiness", responses=problems((503, "The store does not answer, or shutting down."))
+)
 def readyz(request: Request, state: StateDep) -> dict[str, Any]:
     """The store answers a read; 503 otherwise (a load balancer then sends traffic elsewhere).
 
@@ -43,7 +46,7 @@ def readyz(request: Request, state: StateDep) -> dict[str, Any]:
     "/metrics",
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **problems(503)},
 )
 async def metrics(state: StateDep, key: ReadKey) -> PlainTextResponse:
     """Appends, reads, subscriptions, projection and consumer-group lag, parked events, rebalances."""
@@ -51,13 +54,13 @@ async def metrics(state: StateDep, key: ReadKey) -> PlainTextResponse:
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/api/info", summary="What this server offers", tags=["console"])
+@router.get("/api/info", summary="What this server offers", tags=["console"], responses=problems(503))
 def info(request: Request, state: StateDep) -> dict[str, Any]:
     """Store, auth mode and the applications' console pages.
 
     Open to all: the console reads it before it knows a key.
     """
-    keys_required = state.keys_present() or not state.allow_anonymous
+    keys_required = state.keys_required()
     who: dict[str, Any] | None = None
     try:
         key = authenticate(request, state)

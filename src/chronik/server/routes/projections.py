@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -13,9 +13,12 @@ from chronik.projections import Projection, dialect_for, projection_named, rebui
 from chronik.projections.errors import UnsupportedStore
 from chronik.projections.projection import live_slot
 from chronik.server.context import AdminKey, ReadKey, ServerState, StateDep, check_unrestricted
+from chronik.server.openapi import problems
 from chronik.server.problems import Problem
 
-router = APIRouter(prefix="/api/projections", tags=["projections"])
+router = APIRouter(prefix="/api/projections", tags=["projections"], responses=problems(503))
+NOT_FOUND: Final = (404, "No projection of that name (registered in the code or built in the store).")
+NO_SQL: Final = (501, "Projections need SQL: not on `memory://`.")
 
 
 def projection_for(state: ServerState, name: str) -> Projection:
@@ -76,7 +79,7 @@ def list_projections(state: StateDep, key: ReadKey) -> dict[str, Any]:
     return {"projections": projection_statuses(state)}
 
 
-@router.get("/{name}", summary="One projection's status")
+@router.get("/{name}", summary="One projection's status", responses=problems(NOT_FOUND))
 def get_projection(name: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
     check_unrestricted(key, "projections")
     for item in projection_statuses(state):
@@ -85,7 +88,11 @@ def get_projection(name: str, state: StateDep, key: ReadKey) -> dict[str, Any]:
     raise Problem(404, "Projection not found", f"no projection named {name!r}")
 
 
-@router.get("/{name}/tables/{table}", summary="Query a projection's live table")
+@router.get(
+    "/{name}/tables/{table}",
+    summary="Query a projection's live table",
+    responses=problems((404, "No such projection or table, or the projection is not built."), NO_SQL),
+)
 def query_table(
     name: str,
     table: str,
@@ -120,7 +127,12 @@ def query_table(
     }
 
 
-@router.post("/{name}/rebuild", status_code=202, summary="Rebuild a projection")
+@router.post(
+    "/{name}/rebuild",
+    status_code=202,
+    summary="Rebuild a projection",
+    responses=problems(NOT_FOUND, (409, "A rebuild of it is running."), NO_SQL),
+)
 def start_rebuild(name: str, state: StateDep, key: AdminKey) -> JSONResponse:
     """Rebuild into a new table version while the live one serves, then swap; follow it on GET /{name}."""
     projection = projection_for(state, name)

@@ -5,10 +5,12 @@ then is `VideoUploaded` recorded (`upload_video`): an event never names a missin
 workers (a consumer group, `video-workers`; `chronik serve --demo` runs two, or run
 `python -m chronik.examples.video`) pick it up, so its status is read back from its stream.
 
-Outputs (the 360p MP4 and the PNG thumbnail) are served from the path recorded in the video's
-`VideoProcessingSucceeded` event, and only if that path resolves to a file inside the blob folder:
-a path is never taken from the request, and a recorded path that leads elsewhere (a symlink, an
-event appended by hand) is refused with 404.
+Outputs (the 360p MP4 and the PNG thumbnail) are resources of their own, under `/api/video/outputs/`:
+they come into being when a worker succeeds, and a video's `thumbnail_url` and `output_url` name them
+only from then on (not sub-resources of every video, which would exist before they do). They are
+served from the path recorded in the video's `VideoProcessingSucceeded` event, and only if that path
+resolves to a file inside the blob folder: a path is never taken from the request, and a recorded
+path that leads elsewhere (a symlink, an event appended by hand) is refused with 404.
 """
 
 from __future__ import annotations
@@ -18,21 +20,24 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from chronik.domain import aggregates
 from chronik.examples.video import BlobStore, Video, queries, retry_video, upload_video
 from chronik.projections import catch_up
 from chronik.server.context import AppendKey, AppPage, ReadKey, ServerState, StateDep, check_stream_access
-from chronik.server.models import EntityId
+from chronik.server.models import NO_NUL, EntityId
+from chronik.server.openapi import UNDECODABLE, problems
 from chronik.server.problems import Problem
 from chronik.server.routes.projections import projection_for
 
-router = APIRouter(prefix="/api/video", tags=["video example"])
+router = APIRouter(prefix="/api/video", tags=["video example"], responses=problems(503, UNDECODABLE))
+NO_VIDEO: Final = (404, "No such video.")
+NO_OUTPUT: Final = (404, "No such video, or it has no outputs (yet): only a succeeded video has them.")
 page = AppPage(
     name="video",
     title="Video pipeline",
@@ -62,9 +67,23 @@ def transcoder_available() -> bool:
 def _urls(video_id: str, status: str) -> dict[str, str | None]:
     done = status == "succeeded"
     return {
-        "thumbnail_url": f"/api/video/videos/{video_id}/thumbnail" if done else None,
-        "output_url": f"/api/video/videos/{video_id}/output" if done else None,
+        "thumbnail_url": f"/api/video/outputs/{video_id}/thumbnail.png" if done else None,
+        "output_url": f"/api/video/outputs/{video_id}/360p.mp4" if done else None,
     }
+
+
+async def no_empty_fields(request: Request) -> None:
+    """Refuse a form field sent empty: FastAPI reads `uploader=` as not sent (and so the default),
+    while the schema says `minLength: 1`. The form is parsed once; FastAPI reuses it."""
+    form = await request.form()
+    empty = [name for name in ("uploader", "video_id") if form.get(name) == ""]
+    if empty:
+        raise Problem(
+            422,
+            "Invalid request",
+            "the request does not match the API schema",
+            errors=[{"loc": ["body", name], "msg": "must not be empty"} for name in empty],
+        )
 
 
 @router.get("/board", summary="Every video by status, with how long each step took")
@@ -85,12 +104,25 @@ def board(state: StateDep, key: ReadKey) -> dict[str, Any]:
     }
 
 
-@router.post("/videos", summary="Upload a video (multipart/form-data)", status_code=201)
+@router.post(
+    "/videos",
+    summary="Upload a video (multipart/form-data)",
+    status_code=201,
+    dependencies=[Depends(no_empty_fields)],
+    responses=problems((409, "The video id is taken."), (501, "This server has no blob folder for videos.")),
+)
 def upload(
     state: StateDep,
     key: AppendKey,
-    file: Annotated[UploadFile, File(description="the video file; at most the server's request body limit")],
-    uploader: Annotated[str, Form(min_length=1, max_length=100)] = "web",
+    response: Response,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="the video file, not empty; at most the server's request body limit",
+            json_schema_extra={"minLength": 1},
+        ),
+    ],
+    uploader: Annotated[str, Form(min_length=1, max_length=100, pattern=NO_NUL)] = "web",
     video_id: Annotated[
         str | None, Form(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")
     ] = None,
@@ -117,6 +149,7 @@ def upload(
         upload_video(state.store, blobs, staged, uploader=uploader, video_id=video_id)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+    response.headers["Location"] = f"/api/video/videos/{video_id}"
     return _video_out(state, video_id)
 
 
@@ -125,7 +158,9 @@ def _video_out(state: ServerState, video_id: str) -> dict[str, Any]:
     return {**current, **_urls(video_id, str(current.get("status")))}
 
 
-@router.get("/videos/{video_id}", summary="One video: its state, outputs and timeline")
+@router.get(
+    "/videos/{video_id}", summary="One video: its state, outputs and timeline", responses=problems(NO_VIDEO)
+)
 def one_video(video_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, Any]:
     """Read from the video's own events, so exact at any moment; the timeline is every step, in order."""
     check_stream_access(key, Video.stream_name(video_id))
@@ -134,9 +169,13 @@ def one_video(video_id: EntityId, state: StateDep, key: ReadKey) -> dict[str, An
     return out
 
 
-@router.post("/videos/{video_id}/retry", summary="Retry a video that was parked as failed")
+@router.post(
+    "/videos/{video_id}/retry",
+    summary="Retry a video that was parked as failed",
+    responses=problems(NO_VIDEO, (409, "The video is not parked (`RetryNotAllowed`).")),
+)
 def retry(video_id: EntityId, state: StateDep, key: AppendKey) -> dict[str, Any]:
-    """Records `VideoRetryRequested`: the workers try again, with fresh attempts. 422 unless parked."""
+    """Records `VideoRetryRequested`: the workers try again, with fresh attempts. 409 unless parked."""
     check_stream_access(key, Video.stream_name(video_id))
     retry_video(state.store, video_id, requested_by=key.name or "api")
     return _video_out(state, video_id)
@@ -160,7 +199,10 @@ def _output(state: ServerState, video_id: str, which: str) -> Path:
 
 
 @router.get(
-    "/videos/{video_id}/thumbnail", summary="The video's thumbnail (PNG)", response_class=FileResponse
+    "/outputs/{video_id}/thumbnail.png",
+    summary="The video's thumbnail (PNG), once it succeeded",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The PNG."}, **problems(NO_OUTPUT)},
 )
 def thumbnail(video_id: EntityId, state: StateDep, key: ReadKey) -> FileResponse:
     check_stream_access(key, Video.stream_name(video_id))
@@ -172,7 +214,10 @@ def thumbnail(video_id: EntityId, state: StateDep, key: ReadKey) -> FileResponse
 
 
 @router.get(
-    "/videos/{video_id}/output", summary="The transcoded video (360p H.264 MP4)", response_class=FileResponse
+    "/outputs/{video_id}/360p.mp4",
+    summary="The transcoded video (360p H.264 MP4), once it succeeded",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}, "description": "The MP4."}, **problems(NO_OUTPUT)},
 )
 def output(video_id: EntityId, state: StateDep, key: ReadKey) -> FileResponse:
     check_stream_access(key, Video.stream_name(video_id))
